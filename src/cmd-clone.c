@@ -1,0 +1,83 @@
+/* ctool clone SOURCE NAME: an env from an image (instant) or an env. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "log.h"
+#include "util.h"
+
+static const char clone_usage[] = "usage: ctool clone SOURCE NAME [-d DIR] [--volatile]\n";
+
+int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "volatile", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL, *src, *name;
+	bool volatile_ = false;
+	struct catalog_image img = { 0 };
+	struct ct_err e = { 0 };
+	_cleanup_close_ int lock = -1;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': dir = optarg; break;
+		case 'V': volatile_ = true; break;
+		case 'h': fputs(clone_usage, stdout); return 0;
+		default: fputs(clone_usage, stderr); return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2)
+		return cmd_usage_error("expected SOURCE and NAME (see 'ctool clone --help')");
+	src = argv[optind];
+	name = argv[optind + 1];
+	if (!name_is_valid(src)) {
+		log_error("no image or env named '%s'", src);
+		return 1;
+	}
+	if (!cmd_check_name("env", name))
+		return EXIT_USAGE;
+	r = env_lock(ctx->store, name, &lock, &e);
+	if (r < 0)
+		return cmd_fail(&e);
+	r = catalog_image_get(ctx->store->cat, src, &img, &e);
+	catalog_image_clear(&img);
+	if (r == 0) {
+		r = env_clone(ctx->store, src, NULL, name, dir, volatile_, &e);
+	} else if (r == -ENOENT) {
+		struct env *senv = NULL;
+		_cleanup_close_ int slock = -1;
+
+		if (strcmp(src, name) == 0) {
+			log_error("an env named '%s' already exists", name);
+			return 1;
+		}
+		r = env_lock(ctx->store, src, &slock, &e);
+		if (r < 0)
+			return cmd_fail(&e);
+		r = env_load(ctx->store, src, &senv, &e);
+		if (r == -ENOENT) {
+			log_error("no image or env named '%s'", src);
+			return 1;
+		}
+		if (r < 0)
+			return cmd_fail(&e);
+		if (env_is_on(senv)) {
+			log_error("env '%s' is on; turn it off before cloning it", src);
+			env_free(senv);
+			return 1;
+		}
+		r = env_clone(ctx->store, NULL, senv, name, dir, volatile_, &e);
+		env_free(senv);
+	}
+	if (r < 0)
+		return cmd_fail(&e);
+	return 0;
+}

@@ -1,0 +1,201 @@
+/* ctool list / images / info / rmi: looking at envs and images. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "lock.h"
+#include "log.h"
+#include "mounts.h"
+#include "util.h"
+
+static void fmt_time(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M", &tm))
+		snprintf(buf, len, "-");
+}
+
+/* A command that takes no argument but --help. */
+static int no_args(int argc, char **argv, const char *usage, bool *quiet)
+{
+	int c;
+
+	while ((c = getopt(argc, argv, quiet ? "qh" : "h")) != -1) {
+		switch (c) {
+		case 'q': *quiet = true; break;
+		case 'h': fputs(usage, stdout); return -1;
+		default: fputs(usage, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc)
+		return cmd_usage_error("unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+struct list_ctx {
+	struct store *s;
+	bool quiet;
+};
+
+static int list_cb(const struct catalog_env *row, void *data)
+{
+	struct list_ctx *l = data;
+	_cleanup_free_ char *root = row->root[0] ? strdup(row->root)
+						  : store_path(l->s, "envs/%s/root", row->id);
+
+	if (l->quiet) {
+		printf("%s\n", row->name);
+		return 0;
+	}
+	printf("%-20s %-16s %-5s %-7s %-9s %s\n", row->name, row->image,
+	       root && path_is_mountpoint(root) ? "on" : "off", row->driver,
+	       row->volatile_ ? "volatile" : "-", root ? root : "?");
+	return 0;
+}
+
+int cmd_list(int argc, char **argv, struct cmd_ctx *ctx)
+{
+	struct list_ctx l = { .s = ctx->store };
+	struct ct_err e = { 0 };
+	int r = no_args(argc, argv, "usage: ctool list [-q]\n", &l.quiet);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	if (!l.quiet)
+		printf("%-20s %-16s %-5s %-7s %-9s %s\n", "NAME", "IMAGE", "STATE", "DRIVER", "FLAGS",
+		       "ROOT");
+	if (catalog_env_foreach(ctx->store->cat, list_cb, &l, &e) < 0)
+		return cmd_fail(&e);
+	return 0;
+}
+
+static int images_cb(const struct catalog_image *img, void *data)
+{
+	struct store *s = data;
+	struct ct_err e = { 0 };
+	char when[32];
+	int users = 0;
+
+	(void)catalog_image_users(s->cat, img->name, &users, &e);
+	fmt_time(img->created, when, sizeof(when));
+	printf("%-20s %-6zu %-5d %-16s %s\n", img->name, img->n_layers, users, when, img->origin);
+	return 0;
+}
+
+int cmd_images(int argc, char **argv, struct cmd_ctx *ctx)
+{
+	struct ct_err e = { 0 };
+	int r = no_args(argc, argv, "usage: ctool images\n", NULL);
+
+	if (r)
+		return r < 0 ? 0 : r;
+	printf("%-20s %-6s %-5s %-16s %s\n", "NAME", "LAYERS", "ENVS", "CREATED", "ORIGIN");
+	if (catalog_image_foreach(ctx->store->cat, images_cb, ctx->store, &e) < 0)
+		return cmd_fail(&e);
+	return 0;
+}
+
+int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
+{
+	static const struct option opts[] = {
+		{ "dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL;
+	struct env *env = NULL;
+	struct catalog_bind *binds = NULL;
+	struct ct_err e = { 0 };
+	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *opts_now = NULL;
+	size_t n = 0, i;
+	char when[32];
+	bool on;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': dir = optarg; break;
+		case 'h': fputs("usage: ctool info [NAME | -d DIR]\n", stdout); return 0;
+		default: fputs("usage: ctool info [NAME | -d DIR]\n", stderr); return EXIT_USAGE;
+		}
+	}
+	if (argc - optind > 1 || (dir && argc - optind == 1))
+		return cmd_usage_error("expected one env (see 'ctool info --help')");
+	r = cmd_env_open(ctx, optind < argc ? argv[optind] : NULL, dir, &env, &lock);
+	if (r)
+		return r;
+	on = env_is_on(env);
+	fmt_time(env->row.created, when, sizeof(when));
+	printf("name: %s\nid: %s\nimage: %s\nstate: %s\ndriver: %s\nvolatile: %s\nroot: %s\n"
+	       "upper: %s\ncreated: %s\n",
+	       env->row.name, env->row.id, env->row.image, on ? "on" : "off", env->row.driver,
+	       env->row.volatile_ ? "yes" : "no", env->root, env->upper, when);
+	if (on && (opts_now = mounts_options(env->root)))
+		printf("mount-options: %s\n", opts_now);
+	r = env_binds(ctx->store, env, &binds, &n, &e);
+	if (r < 0) {
+		env_free(env);
+		return cmd_fail(&e);
+	}
+	for (i = 0; i < n; i++)
+		printf("bind: %s %s%s\n", binds[i].src, binds[i].tgt, binds[i].ro ? " ro" : "");
+	free(binds);
+	env_free(env);
+	return 0;
+}
+
+int cmd_rmi(int argc, char **argv, struct cmd_ctx *ctx)
+{
+	struct store *s = ctx->store;
+	struct catalog_image img = { 0 };
+	struct ct_err e = { 0 };
+	_cleanup_close_ int ilock = -1, slock = -1;
+	size_t i;
+	int r;
+
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		fputs("usage: ctool rmi IMAGE\n", stdout);
+		return 0;
+	}
+	if (argc != 2 || argv[1][0] == '-')
+		return cmd_usage_error("expected one IMAGE (see 'ctool rmi --help')");
+	if (!name_is_valid(argv[1])) {
+		log_error("no image named '%s'", argv[1]);
+		return 1;
+	}
+	r = lock_name(s, "image", argv[1], LOCK_EX, &ilock, &e);
+	if (r == 0)
+		r = lock_name(s, "store", "layers", LOCK_SH, &slock, &e);
+	if (r == 0)
+		r = catalog_image_get(s->cat, argv[1], &img, &e);
+	if (r == 0)
+		r = catalog_image_remove(s->cat, argv[1], &e);
+	if (r < 0) {
+		catalog_image_clear(&img);
+		return cmd_fail(&e);
+	}
+	/* its layers go too, unless another image stands on them */
+	for (i = 0; i < img.n_layers; i++) {
+		_cleanup_free_ char *dir = NULL;
+		bool used = true;
+
+		if (catalog_layer_used(s->cat, img.layers[i], &used, &e) < 0 || used)
+			continue;
+		dir = store_path(s, "layers/%s", img.layers[i]);
+		if (!dir || catalog_layer_remove(s->cat, img.layers[i], &e) < 0 ||
+		    store_trash(s, dir, &e) < 0)
+			log_warn("layer '%s' left for gc: %s", img.layers[i], e.msg);
+	}
+	catalog_image_clear(&img);
+	if (store_trash_flush(s, false, &e) < 0)
+		return cmd_fail(&e);
+	return 0;
+}

@@ -1,0 +1,613 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "dispatch.h"
+#include "env.h"
+#include "exec.h"
+#include "lock.h"
+#include "log.h"
+#include "mounts.h"
+#include "procs.h"
+#include "toolconf.h"
+#include "util.h"
+
+int env_lock(struct store *s, const char *name, int *ret_fd, struct ct_err *e)
+{
+	return lock_name(s, "env", name, LOCK_EX, ret_fd, e);
+}
+
+void env_free(struct env *env)
+{
+	if (!env)
+		return;
+	free(env->dir);
+	free(env->root);
+	free(env->upper);
+	free(env->work);
+	free(env->conf);
+	free(env);
+}
+
+static int env_paths(struct store *s, struct env *env)
+{
+	env->dir = store_path(s, "envs/%s", env->row.id);
+	env->upper = store_path(s, "envs/%s/upper", env->row.id);
+	env->work = store_path(s, "envs/%s/work", env->row.id);
+	env->conf = store_path(s, "envs/%s/conf", env->row.id);
+	env->root = env->row.root[0] ? strdup(env->row.root) : store_path(s, "envs/%s/root", env->row.id);
+	if (!env->dir || !env->upper || !env->work || !env->conf || !env->root)
+		return -ENOMEM;
+	return 0;
+}
+
+/* Create what is missing of the env's folders. An env's folders start
+ * empty, so an interrupted clone or reset is finished by making them. */
+static int env_ensure_dirs(struct store *s, struct env *env, struct ct_err *e)
+{
+	const char *dirs[] = { env->dir, env->upper, env->work, env->conf, env->root };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(dirs); i++) {
+		if (i == 4 && env->row.root[0])
+			continue; /* a chosen root is the user's */
+		if (mkdir(dirs[i], i == 3 ? 0700 : 0755) < 0 && errno != EEXIST)
+			return ct_fail_errno(e, errno, "cannot create '%s'", dirs[i]);
+	}
+	(void)s;
+	return 0;
+}
+
+static int env_from_row(struct store *s, const struct catalog_env *row, struct env **ret,
+			struct ct_err *e)
+{
+	struct env *env = calloc(1, sizeof(*env));
+	struct stat st;
+	int r;
+
+	if (!env)
+		return ct_fail(e, ENOMEM, "out of memory");
+	env->row = *row;
+	if (env_paths(s, env) < 0) {
+		env_free(env);
+		return ct_fail(e, ENOMEM, "out of memory");
+	}
+	if (stat(env->dir, &st) < 0) {
+		/* a clone from an env staged in tmp/ whose rename was cut short */
+		_cleanup_free_ char *staged = store_path(s, "tmp/%s", row->id);
+
+		if (staged && rename(staged, env->dir) == 0)
+			log_debug("finished the clone of '%s'", row->name);
+	}
+	if (stat(env->upper, &st) < 0 || stat(env->work, &st) < 0 || stat(env->conf, &st) < 0) {
+		r = env_ensure_dirs(s, env, e);
+		if (r < 0) {
+			env_free(env);
+			return r;
+		}
+	}
+	*ret = env;
+	return 0;
+}
+
+int env_load(struct store *s, const char *name, struct env **ret, struct ct_err *e)
+{
+	struct catalog_env row;
+	int r = catalog_env_get(s->cat, name, &row, e);
+
+	if (r < 0)
+		return r;
+	return env_from_row(s, &row, ret, e);
+}
+
+struct find_root {
+	const char *dir;
+	struct store *s;
+	struct catalog_env row;
+	bool found;
+};
+
+static int find_root_cb(const struct catalog_env *row, void *data)
+{
+	struct find_root *f = data;
+	_cleanup_free_ char *def = NULL;
+
+	if (row->root[0]) {
+		if (strcmp(row->root, f->dir) != 0)
+			return 0;
+	} else {
+		def = store_path(f->s, "envs/%s/root", row->id);
+		if (!def || strcmp(def, f->dir) != 0)
+			return 0;
+	}
+	f->row = *row;
+	f->found = true;
+	return 1;
+}
+
+int env_find_by_root(struct store *s, const char *dir, struct env **ret, struct ct_err *e)
+{
+	_cleanup_free_ char *real = realpath(dir, NULL);
+	struct find_root f = { .s = s };
+	int r;
+
+	if (!real)
+		return ct_fail_errno(e, errno, "'%s'", dir);
+	f.dir = real;
+	r = catalog_env_foreach(s->cat, find_root_cb, &f, e);
+	if (r < 0)
+		return r;
+	if (!f.found)
+		return ct_fail(e, ENOENT, "'%s' is not the root of an env", real);
+	return env_from_row(s, &f.row, ret, e);
+}
+
+bool env_is_on(const struct env *env)
+{
+	return path_is_mountpoint(env->root);
+}
+
+/* Check a root chosen with -d: absolute after resolution, outside the
+ * store, and an empty (or missing, then created) directory. */
+static int root_prepare(struct store *s, const char *dir, char **ret, struct ct_err *e)
+{
+	_cleanup_free_ char *real = NULL;
+	struct stat st;
+	int r;
+
+	if (stat(dir, &st) < 0) {
+		if (errno != ENOENT)
+			return ct_fail_errno(e, errno, "'%s'", dir);
+		r = mkdir_p(dir, 0755);
+		if (r < 0)
+			return ct_fail_errno(e, -r, "cannot create '%s'", dir);
+	} else if (!S_ISDIR(st.st_mode)) {
+		return ct_fail(e, ENOTDIR, "'%s' is not a directory", dir);
+	}
+	real = realpath(dir, NULL);
+	if (!real)
+		return ct_fail_errno(e, errno, "'%s'", dir);
+	if (strcmp(real, "/") == 0 || path_is_under(real, s->path) || path_is_under(s->path, real))
+		return ct_fail(e, EINVAL, "'%s' cannot be an env's root", real);
+	{
+		_cleanup_close_ int fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		_cleanup_free_ char *dummy = NULL;
+		int n = 0;
+		char buf[4096];
+		long got;
+
+		if (fd < 0)
+			return ct_fail_errno(e, errno, "'%s'", real);
+		got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		/* "." and ".." are 2 entries; anything else means not empty */
+		for (long off = 0; off < got; n++)
+			off += *(unsigned short *)(buf + off + 16);
+		if (n > 2)
+			return ct_fail(e, ENOTEMPTY, "'%s' is not empty", real);
+	}
+	if (path_is_mountpoint(real))
+		return ct_fail(e, EBUSY, "'%s' is a mount point", real);
+	*ret = TAKE_PTR(real);
+	return 0;
+}
+
+int env_clone(struct store *s, const char *image, const struct env *src_env, const char *name,
+	      const char *root_dir, bool volatile_, struct ct_err *e)
+{
+	struct catalog_env row = { 0 };
+	_cleanup_free_ char *root = NULL, *stage = NULL, *dir = NULL;
+	_cleanup_close_ int stage_lock = -1;
+	struct env tmp = { 0 };
+	int r;
+
+	if (root_dir) {
+		r = root_prepare(s, root_dir, &root, e);
+		if (r < 0)
+			return r;
+		if (strlen(root) >= sizeof(row.root))
+			return ct_fail(e, ENAMETOOLONG, "'%s' is too long", root);
+		strcpy(row.root, root);
+	}
+	snprintf(row.name, sizeof(row.name), "%s", name);
+	snprintf(row.image, sizeof(row.image), "%s", src_env ? src_env->row.image : image);
+	snprintf(row.driver, sizeof(row.driver), "kernel");
+	row.volatile_ = volatile_;
+	row.created = now_ms();
+	if (src_env) {
+		/* stage the copy in tmp/<id>, so an interruption leaves nothing */
+		const char *base;
+		_cleanup_free_ char *up = NULL, *cf = NULL, *wk = NULL, *lock = NULL;
+
+		r = store_tmp_new(s, &stage, &stage_lock, e);
+		if (r < 0)
+			return r;
+		base = strrchr(stage, '/') + 1;
+		snprintf(row.id, sizeof(row.id), "%s", base);
+		up = xasprintf("%s/upper", stage);
+		cf = xasprintf("%s/conf", stage);
+		wk = xasprintf("%s/work", stage);
+		lock = xasprintf("%s.lock", stage);
+		if (!up || !cf || !wk || !lock)
+			return ct_fail(e, ENOMEM, "out of memory");
+		r = copy_tree(src_env->upper, up, e);
+		if (r == 0)
+			r = copy_tree(src_env->conf, cf, e);
+		if (r == 0 && mkdir(wk, 0755) < 0)
+			r = ct_fail_errno(e, errno, "cannot create '%s'", wk);
+		if (r == 0)
+			r = catalog_env_add(s->cat, &row, e);
+		if (r < 0) {
+			struct ct_err e2;
+
+			(void)rm_tree_onefs(AT_FDCWD, stage, &e2);
+			(void)unlink(lock);
+			return r;
+		}
+		dir = store_path(s, "envs/%s", row.id);
+		if (!dir || rename(stage, dir) < 0)
+			log_debug("clone of '%s' left staged: %m", name);
+		(void)unlink(lock);
+	} else {
+		uuid_new(row.id);
+		r = catalog_env_add(s->cat, &row, e);
+		if (r < 0)
+			return r;
+	}
+	tmp.row = row;
+	if (env_paths(s, &tmp) < 0)
+		r = ct_fail(e, ENOMEM, "out of memory");
+	else
+		r = env_ensure_dirs(s, &tmp, e);
+	if (r < 0) {
+		struct ct_err e2;
+
+		(void)catalog_env_remove(s->cat, name, &e2);
+		if (tmp.dir)
+			(void)rm_tree_onefs(AT_FDCWD, tmp.dir, &e2);
+	}
+	free(tmp.dir);
+	free(tmp.root);
+	free(tmp.upper);
+	free(tmp.work);
+	free(tmp.conf);
+	return r;
+}
+
+static void boot_id(char ret[40])
+{
+	_cleanup_free_ char *b = NULL;
+
+	ret[0] = '\0';
+	if (read_file("/proc/sys/kernel/random/boot_id", &b, NULL) == 0)
+		snprintf(ret, 40, "%.36s", b);
+}
+
+/* The kernel leaves work/work/incompat/volatile behind a volatile mount.
+ * Found at 'on': when the host has rebooted since the env was last on,
+ * its unsynced changes cannot be trusted, so the env is reset. */
+static int volatile_recover(struct store *s, struct env *env, struct ct_err *e)
+{
+	_cleanup_free_ char *flag = xasprintf("%s/work/incompat/volatile", env->work);
+	_cleanup_free_ char *incompat = xasprintf("%s/work/incompat", env->work);
+	char now[40];
+	struct stat st;
+
+	if (!flag || !incompat)
+		return ct_fail(e, ENOMEM, "out of memory");
+	if (stat(flag, &st) < 0)
+		return 0;
+	boot_id(now);
+	if (strcmp(now, env->row.boot_id) != 0) {
+		log_warn("env '%s' is volatile and the host went down while it was on: "
+			 "its changes are discarded", env->row.name);
+		return env_reset(s, env, e);
+	}
+	(void)rmdir(flag);
+	(void)rmdir(incompat);
+	return 0;
+}
+
+/* Make the volatile overlay's data durable after unmounting it, then drop
+ * the kernel's marker so the next 'on' trusts it. */
+static void volatile_settle(struct env *env)
+{
+	_cleanup_close_ int fd = open(env->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_free_ char *flag = xasprintf("%s/work/incompat/volatile", env->work);
+	_cleanup_free_ char *incompat = xasprintf("%s/work/incompat", env->work);
+
+	if (fd >= 0 && syncfs(fd) == 0 && flag && incompat) {
+		(void)rmdir(flag);
+		(void)rmdir(incompat);
+	}
+}
+
+static int mount_overlay(struct store *s, struct env *env, struct ct_err *e)
+{
+	struct catalog_image img = { 0 };
+	const char **lower = NULL;
+	char **paths = NULL;
+	size_t i;
+	int r = catalog_image_get(s->cat, env->row.image, &img, e);
+
+	if (r < 0)
+		return r;
+	lower = calloc(img.n_layers + 1, sizeof(*lower));
+	paths = calloc(img.n_layers + 1, sizeof(*paths));
+	if (!lower || !paths) {
+		r = ct_fail(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < img.n_layers; i++) {
+		paths[i] = store_path(s, "layers/%s", img.layers[img.n_layers - 1 - i]);
+		if (!paths[i]) {
+			r = ct_fail(e, ENOMEM, "out of memory");
+			goto out;
+		}
+		lower[i] = paths[i];
+	}
+	{
+		struct overlay_spec ov = {
+			.lower = lower,
+			.n_lower = img.n_layers,
+			.upper = env->upper,
+			.work = env->work,
+			.volatile_ = env->row.volatile_,
+		};
+		r = mounts_overlay(env->root, &ov, e);
+	}
+out:
+	for (i = 0; paths && i < img.n_layers; i++)
+		free(paths[i]);
+	free(paths);
+	free(lower);
+	catalog_image_clear(&img);
+	return r;
+}
+
+int env_binds(struct store *s, const struct env *env, struct catalog_bind **ret, size_t *ret_n,
+	      struct ct_err *e)
+{
+	_cleanup_free_ char *conf_path = xasprintf("%s/tool.conf", env->conf);
+	struct toolconf tc = { 0 };
+	struct catalog_bind *rec = NULL, *all;
+	size_t n_rec = 0, i;
+	int r;
+
+	if (!conf_path)
+		return ct_fail(e, ENOMEM, "out of memory");
+	r = toolconf_load(conf_path, &tc, e);
+	if (r < 0)
+		return r;
+	r = catalog_bind_list(s->cat, env->row.id, &rec, &n_rec, e);
+	if (r < 0) {
+		toolconf_clear(&tc);
+		return r;
+	}
+	all = calloc(tc.n_binds + n_rec + 1, sizeof(*all));
+	if (!all) {
+		toolconf_clear(&tc);
+		free(rec);
+		return ct_fail(e, ENOMEM, "out of memory");
+	}
+	for (i = 0; i < tc.n_binds; i++) {
+		snprintf(all[i].src, sizeof(all[i].src), "%s", tc.binds[i].src);
+		snprintf(all[i].tgt, sizeof(all[i].tgt), "%s", tc.binds[i].tgt);
+		all[i].ro = tc.binds[i].ro;
+	}
+	if (n_rec)
+		memcpy(all + tc.n_binds, rec, n_rec * sizeof(*rec));
+	*ret = all;
+	*ret_n = tc.n_binds + n_rec;
+	toolconf_clear(&tc);
+	free(rec);
+	return 0;
+}
+
+int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct ct_err *e)
+{
+	struct catalog_bind *binds = NULL;
+	size_t n_binds = 0, i;
+	char boot[40];
+	bool was_on = env_is_on(env);
+	int r;
+
+	if (was_on && !env->row.want_on) {
+		/* a partial 'on' or 'off' was cut short: start again */
+		log_debug("env '%s': finishing an interrupted on/off", env->row.name);
+		(void)procs_stop(env->root, 1000, NULL);
+		r = mounts_umount_all(env->root, true, e);
+		if (r < 0)
+			return r;
+		was_on = false;
+	}
+	/* every bind is checked before anything is mounted */
+	for (i = 0; i < o->n_binds; i++) {
+		r = mounts_bind_check(o->binds[i].src, o->binds[i].tgt, s->path, e);
+		if (r < 0)
+			return r;
+	}
+	if (was_on) {
+		for (i = 0; i < o->n_binds; i++) {
+			struct catalog_bind b = { .ro = o->binds[i].ro };
+
+			r = mounts_bind(env->root, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
+			if (r < 0)
+				return r;
+			snprintf(b.src, sizeof(b.src), "%s", o->binds[i].src);
+			snprintf(b.tgt, sizeof(b.tgt), "%s", o->binds[i].tgt);
+			r = catalog_bind_add(s->cat, env->row.id, &b, e);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	r = env_binds(s, env, &binds, &n_binds, e);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n_binds; i++) {
+		r = mounts_bind_check(binds[i].src, binds[i].tgt, s->path, e);
+		if (r < 0)
+			goto out;
+	}
+	if (env->row.volatile_) {
+		r = volatile_recover(s, env, e);
+		if (r < 0)
+			goto out;
+	}
+	r = mount_overlay(s, env, e);
+	if (r < 0)
+		goto out;
+	r = mounts_standard(env->root, o->host_dev, e);
+	if (r < 0)
+		goto undo_mounts;
+	for (i = 0; i < n_binds; i++) {
+		r = mounts_bind(env->root, binds[i].src, binds[i].tgt, binds[i].ro, e);
+		if (r < 0)
+			goto undo_mounts;
+	}
+	for (i = 0; i < o->n_binds; i++) {
+		struct catalog_bind b = { .ro = o->binds[i].ro };
+
+		r = mounts_bind(env->root, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
+		if (r < 0)
+			goto undo_mounts;
+		snprintf(b.src, sizeof(b.src), "%s", o->binds[i].src);
+		snprintf(b.tgt, sizeof(b.tgt), "%s", o->binds[i].tgt);
+		r = catalog_bind_add(s->cat, env->row.id, &b, e);
+		if (r < 0)
+			goto undo_mounts;
+	}
+	boot_id(boot);
+	r = catalog_env_set_on(s->cat, env->row.name, true, boot, e);
+	if (r < 0)
+		goto undo_mounts;
+	env->row.want_on = true;
+	snprintf(env->row.boot_id, sizeof(env->row.boot_id), "%s", boot);
+	goto out;
+undo_mounts:
+	{
+		struct ct_err e2;
+
+		(void)mounts_umount_all(env->root, true, &e2);
+	}
+out:
+	free(binds);
+	return r;
+}
+
+bool env_has_file(const struct env *env, const char *path, bool exec)
+{
+	_cleanup_close_ int rfd = open(env->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	if (rfd < 0)
+		return false;
+	fd = (int)syscall(SYS_openat2, rfd, path + 1, &how, sizeof(how));
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return false;
+	return S_ISREG(st.st_mode) && (!exec || (st.st_mode & 0111));
+}
+
+int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct ct_err *e)
+{
+	int r;
+
+	if (env->row.want_on) {
+		r = catalog_env_set_on(s->cat, env->row.name, false, env->row.boot_id, e);
+		if (r < 0)
+			return r;
+		env->row.want_on = false;
+	}
+	if (!env_is_on(env))
+		return 0;
+	if (env_has_file(env, "/chroot.d/stop", true)) {
+		char *argv[] = { (char *)"/chroot.d/stop", NULL };
+		struct exec_opts xo = { .root = env->root, .argv = argv, .release_fd = -1 };
+		int status;
+		struct ct_err e2 = { 0 };
+
+		if (exec_in_env(&xo, &status, &e2) < 0)
+			log_warn("%s", e2.msg);
+		else if (status != 0)
+			log_warn("/chroot.d/stop exited with %d", status);
+	}
+	r = procs_stop(env->root, grace_ms, e);
+	if (r < 0)
+		return r;
+	r = mounts_umount_all(env->root, force, e);
+	if (r == -EBUSY) {
+		_cleanup_free_ pid_t *pids = NULL;
+		_cleanup_free_ char *list = NULL;
+		size_t n = 0;
+
+		if (procs_under(env->root, true, &pids, &n, NULL) == 0 && n > 0)
+			list = procs_format(pids, n);
+		return ct_fail(e, EBUSY, "env '%s' is busy%s%s (use --force to detach it)",
+			       env->row.name, list ? ": held by PID " : "", list ? list : "");
+	}
+	if (r < 0)
+		return r;
+	if (env->row.volatile_)
+		volatile_settle(env);
+	return 0;
+}
+
+/* Refuse when anything is mounted at or below path. */
+static int check_nothing_mounted(const char *path, struct ct_err *e)
+{
+	char **list = NULL;
+	size_t n = 0;
+	int r = mounts_list_under(path, &list, &n, e);
+
+	if (r < 0)
+		return r;
+	if (n > 0)
+		r = ct_fail(e, EBUSY, "'%s' is mounted", list[n - 1]);
+	mounts_list_free(list, n);
+	return r;
+}
+
+int env_reset(struct store *s, struct env *env, struct ct_err *e)
+{
+	int r = check_nothing_mounted(env->root, e);
+
+	if (r == 0)
+		r = check_nothing_mounted(env->dir, e);
+	if (r < 0)
+		return r;
+	r = store_trash(s, env->upper, e);
+	if (r == 0)
+		r = store_trash(s, env->work, e);
+	if (r == 0)
+		r = env_ensure_dirs(s, env, e);
+	if (r < 0)
+		return r;
+	return store_trash_flush(s, false, e);
+}
+
+int env_remove(struct store *s, struct env *env, struct ct_err *e)
+{
+	int r = check_nothing_mounted(env->root, e);
+
+	if (r == 0)
+		r = check_nothing_mounted(env->dir, e);
+	if (r < 0)
+		return r;
+	/* the row goes first: a folder without a row is an orphan gc removes */
+	r = catalog_env_remove(s->cat, env->row.name, e);
+	if (r < 0)
+		return r;
+	r = store_trash(s, env->dir, e);
+	if (r < 0)
+		return r;
+	return store_trash_flush(s, false, e);
+}

@@ -1,0 +1,545 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <libmount.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+#include "log.h"
+#include "mounts.h"
+#include "util.h"
+
+static int openat2_in_root(int rootfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd;
+
+	while (*path == '/')
+		path++;
+	if (!*path)
+		path = ".";
+	fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+	return fd;
+}
+
+/* Append what the filesystem context logged (fsopen's message channel)
+ * to a message, so "overlay: ..." reasons reach the user. */
+static void fs_context_reason(int fsfd, char *buf, size_t len)
+{
+	char line[256];
+	ssize_t n;
+
+	buf[0] = '\0';
+	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
+		line[n] = '\0';
+		snprintf(buf, len, "%s", line[1] == ' ' ? line + 2 : line);
+	}
+}
+
+/* Open (and create when missing, as a directory or an empty file) the
+ * target tgt inside root; returns an O_PATH fd or -errno. */
+static int target_open(int rootfd, const char *tgt, bool dir, struct ct_err *e)
+{
+	_cleanup_free_ char *clean = path_clean_abs(tgt);
+	char *s;
+	int fd;
+
+	if (!clean)
+		return ct_fail(e, EINVAL, "bad target '%s'", tgt);
+	fd = openat2_in_root(rootfd, clean, O_PATH);
+	if (fd >= 0)
+		return fd;
+	if (errno != ENOENT)
+		return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
+	/* create each missing component, resolving the prefix in the root */
+	for (s = clean + 1;; s++) {
+		bool last = (*s == '\0');
+		_cleanup_close_ int pfd = -1;
+		char *slash, save;
+
+		if (*s != '/' && !last)
+			continue;
+		save = *s;
+		*s = '\0';
+		fd = openat2_in_root(rootfd, clean, O_PATH);
+		if (fd >= 0) {
+			*s = save;
+			if (last)
+				return fd;
+			(void)close(fd);
+			continue;
+		}
+		if (errno != ENOENT) {
+			*s = save;
+			return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
+		}
+		slash = strrchr(clean, '/');
+		*slash = '\0';
+		pfd = openat2_in_root(rootfd, clean[0] ? clean : "/", O_PATH | O_DIRECTORY);
+		*slash = '/';
+		if (pfd < 0) {
+			*s = save;
+			return ct_fail_errno(e, errno, "cannot open the parent of '%s'", tgt);
+		}
+		if (!last || dir) {
+			if (mkdirat(pfd, slash + 1, 0755) < 0 && errno != EEXIST) {
+				*s = save;
+				return ct_fail_errno(e, errno, "cannot create '%s' in the env", clean);
+			}
+		} else {
+			int f = openat(pfd, slash + 1,
+				       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+
+			if (f < 0 && errno != EEXIST) {
+				*s = save;
+				return ct_fail_errno(e, errno, "cannot create '%s' in the env", clean);
+			}
+			if (f >= 0)
+				(void)close(f);
+		}
+		fd = openat2_in_root(rootfd, clean, O_PATH);
+		*s = save;
+		if (fd < 0)
+			return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
+		if (last)
+			return fd;
+		(void)close(fd);
+	}
+}
+
+/* Attach the detached mount mfd at tgt inside root. */
+static int attach(int mfd, int rootfd, const char *tgt, bool dir, struct ct_err *e)
+{
+	_cleanup_close_ int tfd = target_open(rootfd, tgt, dir, e);
+
+	if (tfd < 0)
+		return tfd;
+	if (move_mount(mfd, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		return ct_fail_errno(e, errno, "cannot mount on '%s'", tgt);
+	return 0;
+}
+
+struct fs_opt {
+	const char *key;
+	const char *value; /* NULL: a flag */
+};
+
+/* A new detached mount of filesystem type with opts and mount attributes. */
+static int fs_new(const char *type, const struct fs_opt *opts, size_t n, unsigned attrs,
+		  struct ct_err *e)
+{
+	_cleanup_close_ int fsfd = fsopen(type, FSOPEN_CLOEXEC);
+	char reason[256];
+	size_t i;
+	int mfd;
+
+	if (fsfd < 0)
+		return ct_fail_errno(e, errno, "cannot open a %s filesystem", type);
+	for (i = 0; i < n; i++) {
+		int r = opts[i].value ? fsconfig(fsfd, FSCONFIG_SET_STRING, opts[i].key,
+						 opts[i].value, 0)
+				      : fsconfig(fsfd, FSCONFIG_SET_FLAG, opts[i].key, NULL, 0);
+		if (r < 0) {
+			int err = errno;
+
+			fs_context_reason(fsfd, reason, sizeof(reason));
+			return ct_fail(e, err, "%s: option '%s': %s", type, opts[i].key,
+				       reason[0] ? reason : strerror(err));
+		}
+	}
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		int err = errno;
+
+		fs_context_reason(fsfd, reason, sizeof(reason));
+		return ct_fail(e, err, "cannot create the %s mount: %s", type,
+			       reason[0] ? reason : strerror(err));
+	}
+	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, attrs);
+	if (mfd < 0)
+		return ct_fail_errno(e, errno, "cannot mount %s", type);
+	return mfd;
+}
+
+static int set_private(int mfd, bool recursive, unsigned attr_set, struct ct_err *e)
+{
+	struct mount_attr attr = { .attr_set = attr_set, .propagation = MS_PRIVATE };
+
+	if (mount_setattr(mfd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr,
+			  sizeof(attr)) < 0)
+		return ct_fail_errno(e, errno, "cannot set mount attributes");
+	return 0;
+}
+
+int mounts_overlay(const char *root, const struct overlay_spec *ov, struct ct_err *e)
+{
+	_cleanup_close_ int fsfd = fsopen("overlay", FSOPEN_CLOEXEC);
+	_cleanup_close_ int mfd = -1;
+	char reason[256];
+	size_t i;
+
+	if (fsfd < 0)
+		return ct_fail_errno(e, errno, "cannot open an overlay filesystem");
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "source", "ctool", 0) < 0)
+		goto fail;
+	/* one layer per call (lowerdir+, Linux 6.8): no escaping, no 4 KiB limit */
+	for (i = 0; i < ov->n_lower; i++) {
+		if (fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", ov->lower[i], 0) < 0)
+			break;
+	}
+	if (i < ov->n_lower) {
+		/* older kernels: one colon-separated string */
+		_cleanup_free_ char *all = NULL;
+		size_t len = 1;
+
+		if (i > 0)
+			goto fail;
+		for (i = 0; i < ov->n_lower; i++)
+			len += strlen(ov->lower[i]) * 2 + 1;
+		all = calloc(1, len);
+		if (!all)
+			return ct_fail(e, ENOMEM, "out of memory");
+		for (i = 0; i < ov->n_lower; i++) {
+			const char *c;
+			char *o = all + strlen(all);
+
+			if (i)
+				*o++ = ':';
+			for (c = ov->lower[i]; *c; c++) {
+				if (*c == ':' || *c == '\\' || *c == ',')
+					*o++ = '\\';
+				*o++ = *c;
+			}
+		}
+		if (fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", all, 0) < 0)
+			goto fail;
+	}
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "upperdir", ov->upper, 0) < 0 ||
+	    fsconfig(fsfd, FSCONFIG_SET_STRING, "workdir", ov->work, 0) < 0)
+		goto fail;
+	if (ov->volatile_ && fsconfig(fsfd, FSCONFIG_SET_FLAG, "volatile", NULL, 0) < 0)
+		goto fail;
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		goto fail;
+	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+	if (mfd < 0)
+		return ct_fail_errno(e, errno, "cannot mount the overlay");
+	if (set_private(mfd, false, 0, e) < 0)
+		return -e->code;
+	if (move_mount(mfd, "", AT_FDCWD, root, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return ct_fail_errno(e, errno, "cannot mount the overlay on '%s'", root);
+	return 0;
+fail:
+	{
+		int err = errno;
+
+		fs_context_reason(fsfd, reason, sizeof(reason));
+		return ct_fail(e, err, "cannot mount the overlay on '%s': %s", root,
+			       reason[0] ? reason : strerror(err));
+	}
+}
+
+/* A minimal /dev on a fresh tmpfs (mfd is the detached tmpfs). */
+static int dev_populate(int devfd, struct ct_err *e)
+{
+	static const struct {
+		const char *name;
+		unsigned maj, min;
+	} nodes[] = {
+		{ "null", 1, 3 }, { "zero", 1, 5 },    { "full", 1, 7 },
+		{ "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+	};
+	static const struct {
+		const char *name, *to;
+	} links[] = {
+		{ "ptmx", "pts/ptmx" },	     { "fd", "/proc/self/fd" },
+		{ "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" },
+		{ "stderr", "/proc/self/fd/2" }, { "core", "/proc/kcore" },
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(nodes); i++) {
+		if (mknodat(devfd, nodes[i].name, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) < 0)
+			return ct_fail_errno(e, errno, "cannot create /dev/%s", nodes[i].name);
+		if (fchmodat(devfd, nodes[i].name, 0666, 0) < 0)
+			return ct_fail_errno(e, errno, "cannot chmod /dev/%s", nodes[i].name);
+	}
+	for (i = 0; i < ARRAY_SIZE(links); i++)
+		if (symlinkat(links[i].to, devfd, links[i].name) < 0)
+			return ct_fail_errno(e, errno, "cannot create /dev/%s", links[i].name);
+	if (mkdirat(devfd, "pts", 0755) < 0 || mkdirat(devfd, "shm", 01777) < 0 ||
+	    fchmodat(devfd, "shm", 01777, 0) < 0)
+		return ct_fail_errno(e, errno, "cannot create /dev/pts or /dev/shm");
+	return 0;
+}
+
+static int mount_fresh(int rootfd, const char *tgt, const char *type, const struct fs_opt *opts,
+		       size_t n, unsigned attrs, struct ct_err *e)
+{
+	_cleanup_close_ int mfd = fs_new(type, opts, n, attrs, e);
+
+	if (mfd < 0)
+		return mfd;
+	if (set_private(mfd, false, 0, e) < 0)
+		return -e->code;
+	return attach(mfd, rootfd, tgt, true, e);
+}
+
+/* Bind the host file src read-only onto tgt when both exist (or tgt can
+ * be made); a target that is a dangling symlink inside the env is left. */
+static int bind_host_file(int rootfd, const char *src, const char *tgt, struct ct_err *e)
+{
+	_cleanup_close_ int tree = -1, tfd = -1;
+
+	if (access(src, F_OK) < 0)
+		return 0;
+	tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (tree < 0)
+		return ct_fail_errno(e, errno, "cannot clone '%s'", src);
+	if (set_private(tree, false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, e) < 0)
+		return -e->code;
+	tfd = target_open(rootfd, tgt, false, e);
+	if (tfd < 0) {
+		/* e.g. a dangling symlink in the env: leave the env's own file */
+		log_debug("not binding '%s': %s", src, e->msg);
+		return 0;
+	}
+	if (move_mount(tree, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		return ct_fail_errno(e, errno, "cannot mount on '%s'", tgt);
+	return 0;
+}
+
+int mounts_standard(const char *root, bool host_dev, struct ct_err *e)
+{
+	static const struct fs_opt tmp_opts[] = { { "mode", "1777" } };
+	static const struct fs_opt dev_opts[] = { { "mode", "755" }, { "size", "64k" } };
+	static const struct fs_opt pts_opts[] = {
+		{ "newinstance", NULL }, { "ptmxmode", "0666" }, { "mode", "620" }, { "gid", "5" },
+	};
+	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int r;
+
+	if (rootfd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s'", root);
+	r = mount_fresh(rootfd, "/proc", "proc", NULL, 0,
+			MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, e);
+	if (r < 0)
+		return r;
+	r = mount_fresh(rootfd, "/sys", "sysfs", NULL, 0,
+			MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, e);
+	if (r < 0)
+		return r;
+	if (host_dev) {
+		_cleanup_close_ int tree =
+			open_tree(AT_FDCWD, "/dev", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+
+		if (tree < 0)
+			return ct_fail_errno(e, errno, "cannot clone the host's /dev");
+		if (set_private(tree, true, 0, e) < 0)
+			return -e->code;
+		r = attach(tree, rootfd, "/dev", true, e);
+		if (r < 0)
+			return r;
+	} else {
+		_cleanup_close_ int devfd = -1;
+
+		r = mount_fresh(rootfd, "/dev", "tmpfs", dev_opts, ARRAY_SIZE(dev_opts),
+				MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, e);
+		if (r < 0)
+			return r;
+		devfd = openat2_in_root(rootfd, "/dev", O_RDONLY | O_DIRECTORY);
+		if (devfd < 0)
+			return ct_fail_errno(e, errno, "cannot open the env's /dev");
+		r = dev_populate(devfd, e);
+		if (r < 0)
+			return r;
+		r = mount_fresh(rootfd, "/dev/pts", "devpts", pts_opts, ARRAY_SIZE(pts_opts),
+				MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, e);
+		if (r < 0)
+			return r;
+		r = mount_fresh(rootfd, "/dev/shm", "tmpfs", tmp_opts, ARRAY_SIZE(tmp_opts),
+				MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, e);
+		if (r < 0)
+			return r;
+	}
+	r = mount_fresh(rootfd, "/tmp", "tmpfs", tmp_opts, ARRAY_SIZE(tmp_opts),
+			MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, e);
+	if (r < 0)
+		return r;
+	r = bind_host_file(rootfd, "/etc/resolv.conf", "/etc/resolv.conf", e);
+	if (r < 0)
+		return r;
+	return bind_host_file(rootfd, "/etc/hosts", "/etc/hosts", e);
+}
+
+int mounts_bind_check(const char *src, const char *tgt, const char *store, struct ct_err *e)
+{
+	_cleanup_free_ char *real = NULL, *clean = NULL;
+
+	if (!src || src[0] != '/')
+		return ct_fail(e, EINVAL, "bind source '%s' must be an absolute path", src ? src : "");
+	if (!tgt || tgt[0] != '/')
+		return ct_fail(e, EINVAL, "bind target '%s' must be an absolute path", tgt ? tgt : "");
+	clean = path_clean_abs(tgt);
+	if (!clean)
+		return ct_fail(e, EINVAL, "bind target '%s' must not contain '..'", tgt);
+	if (strcmp(clean, "/") == 0)
+		return ct_fail(e, EINVAL, "bind target must not be the env's root");
+	real = realpath(src, NULL);
+	if (!real)
+		return ct_fail_errno(e, errno, "bind source '%s'", src);
+	if (strcmp(real, "/") == 0)
+		return ct_fail(e, EINVAL, "refusing to bind the host's '/'");
+	if (path_is_under(real, store) || path_is_under(store, real))
+		return ct_fail(e, EINVAL, "refusing to bind '%s': it overlaps the store '%s'", src,
+			       store);
+	return 0;
+}
+
+int mounts_bind(const char *root, const char *src, const char *tgt, bool ro, struct ct_err *e)
+{
+	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int tree = -1;
+	struct stat st;
+
+	if (rootfd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s'", root);
+	tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+	if (tree < 0)
+		return ct_fail_errno(e, errno, "cannot bind '%s'", src);
+	if (fstat(tree, &st) < 0)
+		return ct_fail_errno(e, errno, "cannot stat '%s'", src);
+	if (set_private(tree, true, ro ? MOUNT_ATTR_RDONLY : 0, e) < 0)
+		return -e->code;
+	return attach(tree, rootfd, tgt, S_ISDIR(st.st_mode), e);
+}
+
+int mounts_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+{
+	struct libmnt_table *tb = mnt_new_table();
+	struct libmnt_iter *it = mnt_new_iter(MNT_ITER_BACKWARD);
+	struct libmnt_fs *fs;
+	char **list = NULL;
+	size_t n = 0, i, j;
+	int r = 0;
+
+	if (!tb || !it) {
+		r = ct_fail(e, ENOMEM, "out of memory");
+		goto out;
+	}
+	r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
+	if (r < 0) {
+		r = ct_fail_errno(e, -r, "cannot read the mount table");
+		goto out;
+	}
+	/* backward: later (upper, deeper) mounts first */
+	while (mnt_table_next_fs(tb, it, &fs) == 0) {
+		const char *t = mnt_fs_get_target(fs);
+		char **nl;
+
+		if (!t || !path_is_under(t, path))
+			continue;
+		nl = realloc(list, (n + 1) * sizeof(*nl));
+		if (!nl || !(nl[n] = strdup(t))) {
+			list = nl ? nl : list;
+			mounts_list_free(list, n);
+			list = NULL;
+			r = ct_fail(e, ENOMEM, "out of memory");
+			goto out;
+		}
+		list = nl;
+		n++;
+	}
+	/* stable sort by depth, deepest first (insertion sort: lists are short) */
+	for (i = 1; i < n; i++) {
+		char *x = list[i];
+		size_t dx = 0;
+		const char *c;
+
+		for (c = x; *c; c++)
+			dx += *c == '/';
+		for (j = i; j > 0; j--) {
+			size_t dy = 0;
+
+			for (c = list[j - 1]; *c; c++)
+				dy += *c == '/';
+			if (dy >= dx)
+				break;
+			list[j] = list[j - 1];
+		}
+		list[j] = x;
+	}
+	*ret = list;
+	*ret_n = n;
+out:
+	mnt_free_iter(it);
+	mnt_unref_table(tb);
+	return r;
+}
+
+void mounts_list_free(char **list, size_t n)
+{
+	size_t i;
+
+	if (!list)
+		return;
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+int mounts_umount_all(const char *root, bool detach, struct ct_err *e)
+{
+	char **list = NULL;
+	size_t n = 0, i;
+	int r, busy = 0;
+	const char *busy_at = NULL;
+
+	r = mounts_list_under(root, &list, &n, e);
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if (umount2(list[i], UMOUNT_NOFOLLOW) == 0 || errno == EINVAL || errno == ENOENT)
+			continue;
+		if (errno == EBUSY && detach) {
+			if (umount2(list[i], UMOUNT_NOFOLLOW | MNT_DETACH) == 0)
+				continue;
+		}
+		if (errno == EBUSY) {
+			if (!busy_at)
+				busy_at = list[i];
+			busy++;
+			continue;
+		}
+		r = ct_fail_errno(e, errno, "cannot unmount '%s'", list[i]);
+		break;
+	}
+	if (r == 0 && busy)
+		r = ct_fail(e, EBUSY, "'%s' is busy", busy_at);
+	mounts_list_free(list, n);
+	return r;
+}
+
+char *mounts_options(const char *path)
+{
+	struct libmnt_table *tb = mnt_new_table();
+	struct libmnt_fs *fs;
+	char *opts = NULL;
+
+	if (!tb)
+		return NULL;
+	if (mnt_table_parse_file(tb, "/proc/self/mountinfo") == 0) {
+		fs = mnt_table_find_target(tb, path, MNT_ITER_BACKWARD);
+		if (fs && mnt_fs_get_options(fs))
+			opts = strdup(mnt_fs_get_options(fs));
+	}
+	mnt_unref_table(tb);
+	return opts;
+}

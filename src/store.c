@@ -1,0 +1,268 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#ifndef CTOOL_DEFAULT_STORE
+#define CTOOL_DEFAULT_STORE "/var/lib/ctool"
+#endif
+
+static const char *const store_dirs[] = { "layers", "envs", "trash", "tmp", "locks" };
+
+int store_open(const char *path, struct store **ret, struct ct_err *e)
+{
+	_cleanup_free_ char *abs = NULL, *db = NULL;
+	struct store *s;
+	size_t i;
+	int r;
+
+	if (!path || !*path)
+		path = getenv("CTOOL_STORE");
+	if (!path || !*path)
+		path = CTOOL_DEFAULT_STORE;
+	r = mkdir_p(path, 0755);
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot create store '%s'", path);
+	abs = realpath(path, NULL);
+	if (!abs)
+		return ct_fail_errno(e, errno, "cannot resolve store '%s'", path);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return ct_fail(e, ENOMEM, "out of memory");
+	s->path = TAKE_PTR(abs);
+	s->dfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dfd < 0) {
+		r = ct_fail_errno(e, errno, "cannot open store '%s'", s->path);
+		goto fail;
+	}
+	for (i = 0; i < ARRAY_SIZE(store_dirs); i++) {
+		if (mkdirat(s->dfd, store_dirs[i], 0700) < 0 && errno != EEXIST) {
+			r = ct_fail_errno(e, errno, "cannot create '%s/%s'", s->path, store_dirs[i]);
+			goto fail;
+		}
+	}
+	db = xasprintf("%s/catalog.db", s->path);
+	if (!db) {
+		r = ct_fail(e, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = catalog_open(db, &s->cat, e);
+	if (r < 0)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	store_free(s);
+	return r;
+}
+
+void store_free(struct store *s)
+{
+	if (!s)
+		return;
+	catalog_close(s->cat);
+	if (s->dfd >= 0)
+		(void)close(s->dfd);
+	free(s->path);
+	free(s);
+}
+
+char *store_path(const struct store *s, const char *fmt, ...)
+{
+	_cleanup_free_ char *rel = NULL;
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&rel, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return NULL;
+	return xasprintf("%s/%s", s->path, rel);
+}
+
+int store_trash(struct store *s, const char *path, struct ct_err *e)
+{
+	char id[37];
+	_cleanup_free_ char *dst = NULL;
+
+	uuid_new(id);
+	dst = store_path(s, "trash/%s", id);
+	if (!dst)
+		return ct_fail(e, ENOMEM, "out of memory");
+	if (rename(path, dst) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return ct_fail_errno(e, errno, "cannot move '%s' to the trash", path);
+	}
+	return 0;
+}
+
+/* Empty trash/ while holding its lock; entries that cannot be deleted
+ * (a mount below) stay and are reported at debug level. */
+static int trash_empty(struct store *s, struct ct_err *e)
+{
+	_cleanup_close_ int tfd = openat(s->dfd, "trash", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	int r = 0;
+
+	if (tfd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s/trash'", s->path);
+	d = fdopendir(fcntl(tfd, F_DUPFD_CLOEXEC, 3));
+	if (!d)
+		return ct_fail_errno(e, errno, "cannot read '%s/trash'", s->path);
+	while ((de = readdir(d))) {
+		struct ct_err e2 = { 0 };
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (rm_tree_onefs(tfd, de->d_name, &e2) < 0) {
+			log_debug("trash: %s", e2.msg);
+			if (!r)
+				r = ct_fail(e, e2.code, "%s", e2.msg);
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+static bool trash_is_empty(struct store *s)
+{
+	_cleanup_close_ int tfd = openat(s->dfd, "trash", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	bool empty = true;
+
+	if (tfd < 0)
+		return true;
+	d = fdopendir(TAKE_FD(tfd));
+	if (!d)
+		return true;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] != '.') {
+			empty = false;
+			break;
+		}
+	}
+	closedir(d);
+	return empty;
+}
+
+int store_trash_flush(struct store *s, bool wait, struct ct_err *e)
+{
+	_cleanup_close_ int lfd = -1;
+	pid_t pid;
+
+	if (wait) {
+		lfd = openat(s->dfd, "locks/trash", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (lfd < 0)
+			return ct_fail_errno(e, errno, "cannot open '%s/locks/trash'", s->path);
+		while (flock(lfd, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return ct_fail_errno(e, errno, "cannot lock the trash");
+		return trash_empty(s, e);
+	}
+	if (trash_is_empty(s))
+		return 0;
+	/* Detach a grandchild that empties the trash in the background; it
+	 * takes the lock without waiting, so one deleter runs at a time and
+	 * a waiting gc finishes whatever it leaves. */
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return ct_fail_errno(e, errno, "cannot fork");
+	if (pid == 0) {
+		int fd;
+
+		if (fork() != 0)
+			_exit(0);
+		(void)setsid();
+		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)dup2(fd, 0);
+			(void)dup2(fd, 1);
+			(void)dup2(fd, 2);
+		}
+		fd = openat(s->dfd, "locks/trash", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+			(void)trash_empty(s, NULL);
+		_exit(0);
+	}
+	(void)waitpid(pid, NULL, 0);
+	return 0;
+}
+
+int store_tmp_new(struct store *s, char **ret_path, int *ret_lockfd, struct ct_err *e)
+{
+	char id[37];
+	_cleanup_free_ char *path = NULL, *lock = NULL;
+	_cleanup_close_ int fd = -1;
+
+	uuid_new(id);
+	path = store_path(s, "tmp/%s", id);
+	lock = store_path(s, "tmp/%s.lock", id);
+	if (!path || !lock)
+		return ct_fail(e, ENOMEM, "out of memory");
+	fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return ct_fail_errno(e, errno, "cannot create '%s'", lock);
+	if (flock(fd, LOCK_EX) < 0)
+		return ct_fail_errno(e, errno, "cannot lock '%s'", lock);
+	if (mkdir(path, 0755) < 0) {
+		int r = ct_fail_errno(e, errno, "cannot create '%s'", path);
+
+		(void)unlink(lock);
+		return r;
+	}
+	*ret_path = TAKE_PTR(path);
+	*ret_lockfd = TAKE_FD(fd);
+	return 0;
+}
+
+int store_tmp_clean(struct store *s, struct ct_err *e)
+{
+	_cleanup_close_ int tfd = openat(s->dfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	int r = 0;
+
+	if (tfd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s/tmp'", s->path);
+	d = fdopendir(fcntl(tfd, F_DUPFD_CLOEXEC, 3));
+	if (!d)
+		return ct_fail_errno(e, errno, "cannot read '%s/tmp'", s->path);
+	while ((de = readdir(d))) {
+		char lockname[NAME_MAX + 8];
+		_cleanup_close_ int lfd = -1;
+		struct ct_err e2 = { 0 };
+		size_t n = strlen(de->d_name);
+
+		if (n <= 5 || strcmp(de->d_name + n - 5, ".lock") != 0)
+			continue;
+		lfd = openat(tfd, de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0)
+			continue; /* still in use */
+		snprintf(lockname, sizeof(lockname), "%.*s", (int)(n - 5), de->d_name);
+		if (rm_tree_onefs(tfd, lockname, &e2) < 0) {
+			if (!r)
+				r = ct_fail(e, e2.code, "%s", e2.msg);
+			continue;
+		}
+		(void)unlinkat(tfd, de->d_name, 0);
+	}
+	closedir(d);
+	return r;
+}

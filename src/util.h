@@ -1,0 +1,88 @@
+/* Small helpers shared by the core: cleanup attributes, names, files. */
+#ifndef CTOOL_UTIL_H
+#define CTOOL_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "err.h"
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		(void)close(*fd);
+		errno = saved;
+	}
+}
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void *take_ptr_(void *pp)
+{
+	void **p = pp, *v = *p;
+	*p = NULL;
+	return v;
+}
+#define TAKE_PTR(p) ((__typeof__(p))take_ptr_(&(p)))
+
+static inline int take_fd_(int *fd)
+{
+	int v = *fd;
+	*fd = -1;
+	return v;
+}
+#define TAKE_FD(fd) take_fd_(&(fd))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Names of images and envs: [a-z0-9][a-z0-9_.-]{0,62}. */
+#define CT_NAME_MAX 63
+bool name_is_valid(const char *name);
+
+/* asprintf that returns NULL on failure. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Create dir and missing parents (mode 0755). 0 or -errno. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* Read a whole small file into a NUL-terminated buffer the caller frees.
+ * Returns 0 or -errno. */
+int read_file(const char *path, char **ret, size_t *ret_len);
+
+/* Write data to path atomically (temp file + rename). 0 or -errno. */
+int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode);
+
+/* Current time in milliseconds (CLOCK_REALTIME). */
+int64_t now_ms(void);
+
+/* A fresh random uuid as a 36-character lowercase string (+NUL). */
+void uuid_new(char ret[37]);
+
+/* Delete the tree 'name' under dirfd without ever crossing a mount
+ * point: a directory whose mount id differs from dirfd's stops the
+ * deletion with -EXDEV and is left in place. 0 or -errno. */
+int rm_tree_onefs(int dirfd, const char *name, struct ct_err *e);
+
+/* True when path exists and is a mount point (its own mount root). */
+bool path_is_mountpoint(const char *path);
+
+/* Lexically normalise an absolute path into a new string: removes "//"
+ * and "." components and a trailing '/'. Fails (NULL, errno=EINVAL) on
+ * a relative path or any ".." component. */
+char *path_clean_abs(const char *path);
+
+/* Does 'path' equal 'dir' or lie below it (lexically)? */
+bool path_is_under(const char *path, const char *dir);
+
+#endif

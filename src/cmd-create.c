@@ -208,9 +208,18 @@ int cmd_create(int argc, char **argv, struct cmd_ctx *ctx)
 	{
 		_cleanup_close_ int lock = -1;
 
+		struct env *env = NULL;
+		struct env_on_opts o = { 0 };
+
 		r = env_lock(ctx->store, name, &lock, &e);
 		if (r == 0)
 			r = env_clone(ctx->store, image, NULL, name, dir, false, &e);
+		/* as with chroot-tool, DIR shows the tree right away */
+		if (r == 0)
+			r = env_load(ctx->store, name, &env, &e);
+		if (r == 0)
+			r = env_on(ctx->store, env, &o, &e);
+		env_free(env);
 		if (r < 0)
 			return cmd_fail(&e);
 	}

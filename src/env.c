@@ -175,22 +175,8 @@ static int root_prepare(struct store *s, const char *dir, char **ret, struct ct_
 		return ct_fail_errno(e, errno, "'%s'", dir);
 	if (strcmp(real, "/") == 0 || path_is_under(real, s->path) || path_is_under(s->path, real))
 		return ct_fail(e, EINVAL, "'%s' cannot be an env's root", real);
-	{
-		_cleanup_close_ int fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		_cleanup_free_ char *dummy = NULL;
-		int n = 0;
-		char buf[4096];
-		long got;
-
-		if (fd < 0)
-			return ct_fail_errno(e, errno, "'%s'", real);
-		got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-		/* "." and ".." are 2 entries; anything else means not empty */
-		for (long off = 0; off < got; n++)
-			off += *(unsigned short *)(buf + off + 16);
-		if (n > 2)
-			return ct_fail(e, ENOTEMPTY, "'%s' is not empty", real);
-	}
+	if (!dir_is_empty(real))
+		return ct_fail(e, ENOTEMPTY, "'%s' is not empty", real);
 	if (path_is_mountpoint(real))
 		return ct_fail(e, EBUSY, "'%s' is a mount point", real);
 	*ret = TAKE_PTR(real);
@@ -454,6 +440,13 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		r = mounts_bind_check(binds[i].src, binds[i].tgt, s->path, e);
 		if (r < 0)
 			goto out;
+	}
+	/* files in a chosen root would vanish under the overlay */
+	if (env->row.root[0] && !dir_is_empty(env->root)) {
+		r = ct_fail(e, ENOTEMPTY,
+			    "'%s' is not empty: what was written there while the env was off would "
+			    "be hidden; move it away first", env->root);
+		goto out;
 	}
 	if (env->row.volatile_) {
 		r = volatile_recover(s, env, e);

@@ -143,6 +143,8 @@ static int fs_new(const char *type, const struct fs_opt *opts, size_t n, unsigne
 
 	if (fsfd < 0)
 		return ct_fail_errno(e, errno, "cannot open a %s filesystem", type);
+	/* "ctool" in the mount table's source column tells whose mounts these are */
+	(void)fsconfig(fsfd, FSCONFIG_SET_STRING, "source", "ctool", 0);
 	for (i = 0; i < n; i++) {
 		int r = opts[i].value ? fsconfig(fsfd, FSCONFIG_SET_STRING, opts[i].key,
 						 opts[i].value, 0)

@@ -261,6 +261,20 @@ int rm_tree_onefs(int dirfd, const char *name, struct ct_err *e)
 	return rm_tree_at(dirfd, name, fd_mnt_id(dirfd), st.st_dev, name, e);
 }
 
+bool dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	if (!d)
+		return false;
+	while (empty && (de = readdir(d)))
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	return empty;
+}
+
 bool path_is_mountpoint(const char *path)
 {
 	struct statx stx;

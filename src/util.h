@@ -74,6 +74,9 @@ void uuid_new(char ret[37]);
  * deletion with -EXDEV and is left in place. 0 or -errno. */
 int rm_tree_onefs(int dirfd, const char *name, struct ct_err *e);
 
+/* True when path is a directory holding nothing (false on any error). */
+bool dir_is_empty(const char *path);
+
 /* True when path exists and is a mount point (its own mount root). */
 bool path_is_mountpoint(const char *path);
 

@@ -35,7 +35,7 @@ int cmd_bind(int argc, char **argv, struct cmd_ctx *ctx)
 		case 'd': dir = optarg; break;
 		case 'r': ro = true; break;
 		case 'h': fputs(bind_usage, stdout); return 0;
-		default: fputs(bind_usage, stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	n = argc - optind;

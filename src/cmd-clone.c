@@ -31,7 +31,7 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 		case 'd': dir = optarg; break;
 		case 'V': volatile_ = true; break;
 		case 'h': fputs(clone_usage, stdout); return 0;
-		default: fputs(clone_usage, stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (argc - optind != 2)

@@ -162,7 +162,7 @@ int cmd_create(int argc, char **argv, struct cmd_ctx *ctx)
 		case 'n': name = optarg; break;
 		case 'i': image = optarg; break;
 		case 'h': fputs(create_usage, stdout); return 0;
-		default: fputs(create_usage, stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (!dir) {

@@ -102,5 +102,7 @@ int cmd_gc(int argc, char **argv, struct cmd_ctx *ctx)
 		r = sweep(s, "layers", layer_known, &e);
 	if (r == 0)
 		r = store_trash_flush(s, true, &e);
+	if (r == 0)
+		r = store_release_private(s, &e);
 	return r < 0 ? cmd_fail(&e) : 0;
 }

@@ -25,13 +25,22 @@ static void fmt_time(int64_t ms, char *buf, size_t len)
 /* A command that takes no argument but --help. */
 static int no_args(int argc, char **argv, const char *usage, bool *quiet)
 {
+	static const struct option opts[] = {
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int c;
 
-	while ((c = getopt(argc, argv, quiet ? "qh" : "h")) != -1) {
+	while ((c = getopt_long(argc, argv, quiet ? "qh" : "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'q': *quiet = true; break;
+		case 'q':
+			if (!quiet)
+				return cmd_usage_error("unknown option '-q'");
+			*quiet = true;
+			break;
 		case 'h': fputs(usage, stdout); return -1;
-		default: fputs(usage, stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (optind != argc)
@@ -124,7 +133,7 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'h': fputs("usage: ctool info [NAME | -d DIR]\n", stdout); return 0;
-		default: fputs("usage: ctool info [NAME | -d DIR]\n", stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (argc - optind > 1 || (dir && argc - optind == 1))
@@ -176,6 +185,12 @@ int cmd_rmi(int argc, char **argv, struct cmd_ctx *ctx)
 		r = lock_name(s, "store", "layers", LOCK_SH, &slock, &e);
 	if (r == 0)
 		r = catalog_image_get(s->cat, argv[1], &img, &e);
+	/* nothing is deleted through a mount: refuse before anything changes */
+	for (i = 0; r == 0 && i < img.n_layers; i++) {
+		_cleanup_free_ char *dir = store_path(s, "layers/%s", img.layers[i]);
+
+		r = dir ? mounts_check_none(dir, &e) : ct_fail(&e, ENOMEM, "out of memory");
+	}
 	if (r == 0)
 		r = catalog_image_remove(s->cat, argv[1], &e);
 	if (r < 0) {

@@ -40,7 +40,7 @@ int cmd_on(int argc, char **argv, struct cmd_ctx *ctx)
 				return r;
 			break;
 		case 'h': fputs(on_usage, stdout); return 0;
-		default: fputs(on_usage, stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (argc - optind > 1 || (dir && argc - optind == 1))
@@ -79,7 +79,7 @@ int cmd_off(int argc, char **argv, struct cmd_ctx *ctx)
 				return cmd_usage_error("bad timeout '%s' (seconds, 0 to 3600)", optarg);
 			break;
 		case 'h': fputs(off_usage, stdout); return 0;
-		default: fputs(off_usage, stderr); return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (argc - optind > 1 || (dir && argc - optind == 1))

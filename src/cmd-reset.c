@@ -29,9 +29,7 @@ static int delete_verb(int argc, char **argv, struct cmd_ctx *ctx, const char *v
 		case 'd': dir = optarg; break;
 		case 'f': force = true; break;
 		case 'h': printf("usage: ctool %s [NAME | -d DIR] [--force]\n", verb); return 0;
-		default:
-			fprintf(stderr, "usage: ctool %s [NAME | -d DIR] [--force]\n", verb);
-			return EXIT_USAGE;
+		default: return cmd_bad_option(argv);
 		}
 	}
 	if (argc - optind > 1 || (dir && argc - optind == 1))

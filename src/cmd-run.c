@@ -82,8 +82,7 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		if (!(!strcmp(o, "-u") || !strcmp(o, "-w") || !strcmp(o, "-e") || !strcmp(o, "-v") ||
 		      !strcmp(o, "-d") || !strcmp(o, "--user") || !strcmp(o, "--workdir") ||
 		      !strcmp(o, "--env") || !strcmp(o, "--volume") || !strcmp(o, "--dir"))) {
-			fputs(run_usage, stderr);
-			return cmd_usage_error("unknown option '%s'", o);
+			return cmd_usage_error("unknown option '%s' (see 'ctool run --help')", o);
 		}
 		if (i + 1 >= argc)
 			return cmd_usage_error("option '%s' needs a value", o);

@@ -34,6 +34,9 @@ int cmd_gc(int argc, char **argv, struct cmd_ctx *ctx);
 
 /* Print "ctool: VERB: msg" and the usage hint; returns EXIT_USAGE. */
 int cmd_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* After getopt returned '?' or ':': one line naming the bad option;
+ * returns EXIT_USAGE. */
+int cmd_bad_option(char **argv);
 /* Log e's message; returns 1. */
 int cmd_fail(const struct ct_err *e);
 /* Is name valid? Else log it and return false. */

@@ -59,6 +59,15 @@ int cmd_usage_error(const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cmd_bad_option(char **argv)
+{
+	/* unknown, or missing its value: optopt names a short option, the
+	 * word before optind a long one */
+	if (optopt)
+		return cmd_usage_error("bad option '-%c' (unknown, or missing its value)", optopt);
+	return cmd_usage_error("bad option '%s' (unknown, or missing its value)", argv[optind - 1]);
+}
+
 int cmd_fail(const struct ct_err *e)
 {
 	log_error("%s", e->msg[0] ? e->msg : strerror(e->code ? e->code : EIO));
@@ -172,6 +181,7 @@ int main(int argc, char **argv)
 	size_t i;
 	int c, r;
 
+	opterr = 0; /* bad options are reported in one line of our own */
 	if (dbg && *dbg && strcmp(dbg, "0") != 0)
 		log_set_level(LOG_DEBUG);
 	while ((c = getopt_long(argc, argv, "+qvhV", opts, NULL)) != -1) {
@@ -192,8 +202,7 @@ int main(int argc, char **argv)
 			printf("ctool %s\n", PACKAGE_VERSION);
 			return 0;
 		default:
-			usage(stderr);
-			return EXIT_USAGE;
+			return cmd_bad_option(argv);
 		}
 	}
 	if (optind >= argc) {

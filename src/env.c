@@ -395,6 +395,28 @@ int env_binds(struct store *s, const struct env *env, struct catalog_bind **ret,
 	return 0;
 }
 
+/* Mount the new -v binds of o and record them with the env. */
+static int add_binds(struct store *s, struct env *env, const struct env_on_opts *o,
+		     struct ct_err *e)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < o->n_binds; i++) {
+		struct catalog_bind b = { .ro = o->binds[i].ro };
+
+		r = mounts_bind(env->root, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
+		if (r < 0)
+			return r;
+		snprintf(b.src, sizeof(b.src), "%s", o->binds[i].src);
+		snprintf(b.tgt, sizeof(b.tgt), "%s", o->binds[i].tgt);
+		r = catalog_bind_add(s->cat, env->row.id, &b, e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct ct_err *e)
 {
 	struct catalog_bind *binds = NULL;
@@ -418,21 +440,8 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			return r;
 	}
-	if (was_on) {
-		for (i = 0; i < o->n_binds; i++) {
-			struct catalog_bind b = { .ro = o->binds[i].ro };
-
-			r = mounts_bind(env->root, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
-			if (r < 0)
-				return r;
-			snprintf(b.src, sizeof(b.src), "%s", o->binds[i].src);
-			snprintf(b.tgt, sizeof(b.tgt), "%s", o->binds[i].tgt);
-			r = catalog_bind_add(s->cat, env->row.id, &b, e);
-			if (r < 0)
-				return r;
-		}
-		return 0;
-	}
+	if (was_on)
+		return add_binds(s, env, o, e);
 	r = env_binds(s, env, &binds, &n_binds, e);
 	if (r < 0)
 		return r;
@@ -453,6 +462,11 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
+	if (!env->row.root[0]) {
+		r = store_keep_private(s, e);
+		if (r < 0)
+			goto out;
+	}
 	r = mount_overlay(s, env, e);
 	if (r < 0)
 		goto out;
@@ -464,18 +478,9 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto undo_mounts;
 	}
-	for (i = 0; i < o->n_binds; i++) {
-		struct catalog_bind b = { .ro = o->binds[i].ro };
-
-		r = mounts_bind(env->root, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
-		if (r < 0)
-			goto undo_mounts;
-		snprintf(b.src, sizeof(b.src), "%s", o->binds[i].src);
-		snprintf(b.tgt, sizeof(b.tgt), "%s", o->binds[i].tgt);
-		r = catalog_bind_add(s->cat, env->row.id, &b, e);
-		if (r < 0)
-			goto undo_mounts;
-	}
+	r = add_binds(s, env, o, e);
+	if (r < 0)
+		goto undo_mounts;
 	boot_id(boot);
 	r = catalog_env_set_on(s->cat, env->row.name, true, boot, e);
 	if (r < 0)
@@ -554,27 +559,12 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 	return 0;
 }
 
-/* Refuse when anything is mounted at or below path. */
-static int check_nothing_mounted(const char *path, struct ct_err *e)
-{
-	char **list = NULL;
-	size_t n = 0;
-	int r = mounts_list_under(path, &list, &n, e);
-
-	if (r < 0)
-		return r;
-	if (n > 0)
-		r = ct_fail(e, EBUSY, "'%s' is mounted", list[n - 1]);
-	mounts_list_free(list, n);
-	return r;
-}
-
 int env_reset(struct store *s, struct env *env, struct ct_err *e)
 {
-	int r = check_nothing_mounted(env->root, e);
+	int r = mounts_check_none(env->root, e);
 
 	if (r == 0)
-		r = check_nothing_mounted(env->dir, e);
+		r = mounts_check_none(env->dir, e);
 	if (r < 0)
 		return r;
 	r = store_trash(s, env->upper, e);
@@ -589,10 +579,10 @@ int env_reset(struct store *s, struct env *env, struct ct_err *e)
 
 int env_remove(struct store *s, struct env *env, struct ct_err *e)
 {
-	int r = check_nothing_mounted(env->root, e);
+	int r = mounts_check_none(env->root, e);
 
 	if (r == 0)
-		r = check_nothing_mounted(env->dir, e);
+		r = mounts_check_none(env->dir, e);
 	if (r < 0)
 		return r;
 	/* the row goes first: a folder without a row is an orphan gc removes */

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <libmount.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,74 +45,115 @@ static void fs_context_reason(int fsfd, char *buf, size_t len)
 	}
 }
 
-/* Open (and create when missing, as a directory or an empty file) the
- * target tgt inside root; returns an O_PATH fd or -errno. */
+/* Join link (a symlink's text found at dir/name) and rest the way the
+ * kernel resolves them inside a root: relative to dir or to the root,
+ * ".." stopping at the root. Returns a new clean absolute path. */
+static char *join_in_root(const char *dir, const char *link, const char *rest)
+{
+	_cleanup_free_ char *all = xasprintf("%s/%s/%s", link[0] == '/' ? "" : dir, link, rest);
+	char *out, *o, *s;
+
+	if (!all)
+		return NULL;
+	out = malloc(strlen(all) + 2);
+	if (!out)
+		return NULL;
+	o = out;
+	for (s = strtok(all, "/"); s; s = strtok(NULL, "/")) {
+		if (strcmp(s, ".") == 0)
+			continue;
+		if (strcmp(s, "..") == 0) {
+			while (o > out && *--o != '/')
+				;
+			continue;
+		}
+		*o++ = '/';
+		strcpy(o, s);
+		o += strlen(s);
+	}
+	if (o == out)
+		*o++ = '/';
+	*o = '\0';
+	return out;
+}
+
+/* Open the target tgt inside root as an O_PATH fd, creating what is
+ * missing inside root (directories, and the last component as a
+ * directory or an empty file). Symlinks are followed inside root, a
+ * dangling one by creating what it points to. Returns the fd or -errno. */
 static int target_open(int rootfd, const char *tgt, bool dir, struct ct_err *e)
 {
-	_cleanup_free_ char *clean = path_clean_abs(tgt);
+	_cleanup_free_ char *path = path_clean_abs(tgt);
+	int hops = 0;
 	char *s;
-	int fd;
 
-	if (!clean)
+	if (!path)
 		return ct_fail(e, EINVAL, "bad target '%s'", tgt);
-	fd = openat2_in_root(rootfd, clean, O_PATH);
-	if (fd >= 0)
-		return fd;
-	if (errno != ENOENT)
-		return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
-	/* create each missing component, resolving the prefix in the root */
-	for (s = clean + 1;; s++) {
+restart:
+	for (s = path + 1;; s++) {
 		bool last = (*s == '\0');
 		_cleanup_close_ int pfd = -1;
-		char *slash, save;
+		char *slash, save, link[PATH_MAX];
+		ssize_t n;
+		int fd;
 
 		if (*s != '/' && !last)
 			continue;
 		save = *s;
 		*s = '\0';
-		fd = openat2_in_root(rootfd, clean, O_PATH);
-		if (fd >= 0) {
+		fd = openat2_in_root(rootfd, path, O_PATH);
+		if (fd >= 0 || errno != ENOENT) {
 			*s = save;
+			if (fd < 0)
+				return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
 			if (last)
 				return fd;
 			(void)close(fd);
 			continue;
 		}
-		if (errno != ENOENT) {
-			*s = save;
-			return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
-		}
-		slash = strrchr(clean, '/');
+		slash = strrchr(path, '/');
 		*slash = '\0';
-		pfd = openat2_in_root(rootfd, clean[0] ? clean : "/", O_PATH | O_DIRECTORY);
+		pfd = openat2_in_root(rootfd, path[0] ? path : "/", O_PATH | O_DIRECTORY);
 		*slash = '/';
 		if (pfd < 0) {
 			*s = save;
 			return ct_fail_errno(e, errno, "cannot open the parent of '%s'", tgt);
 		}
+		n = readlinkat(pfd, slash + 1, link, sizeof(link) - 1);
+		if (n >= 0) {
+			/* a dangling symlink: make what it points to, inside root */
+			char *next;
+
+			if (++hops > 40)
+				return ct_fail(e, ELOOP, "cannot open target '%s': too many symlinks", tgt);
+			link[n] = '\0';
+			*slash = '\0';
+			next = join_in_root(path, link, last ? "" : s + 1);
+			if (!next)
+				return ct_fail(e, ENOMEM, "out of memory");
+			free(path);
+			path = next;
+			goto restart;
+		}
 		if (!last || dir) {
 			if (mkdirat(pfd, slash + 1, 0755) < 0 && errno != EEXIST) {
 				*s = save;
-				return ct_fail_errno(e, errno, "cannot create '%s' in the env", clean);
+				return ct_fail_errno(e, errno, "cannot create '%s' in the env", path);
 			}
 		} else {
-			int f = openat(pfd, slash + 1,
-				       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-
-			if (f < 0 && errno != EEXIST) {
+			fd = openat(pfd, slash + 1, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				    0644);
+			if (fd < 0 && errno != EEXIST) {
 				*s = save;
-				return ct_fail_errno(e, errno, "cannot create '%s' in the env", clean);
+				return ct_fail_errno(e, errno, "cannot create '%s' in the env", path);
 			}
-			if (f >= 0)
-				(void)close(f);
+			if (fd >= 0)
+				(void)close(fd);
 		}
-		fd = openat2_in_root(rootfd, clean, O_PATH);
 		*s = save;
-		if (fd < 0)
-			return ct_fail_errno(e, errno, "cannot open target '%s'", tgt);
-		if (last)
-			return fd;
-		(void)close(fd);
+		if (++hops > 80)
+			return ct_fail(e, ELOOP, "cannot create target '%s'", tgt);
+		s--; /* open this component again, now that it exists */
 	}
 }
 
@@ -237,7 +279,9 @@ int mounts_overlay(const char *root, const struct overlay_spec *ov, struct ct_er
 		return -e->code;
 	if (move_mount(mfd, "", AT_FDCWD, root, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 		return ct_fail_errno(e, errno, "cannot mount the overlay on '%s'", root);
-	return 0;
+	/* attached under a shared parent it joined the parent's peer group:
+	 * private again, so nothing mounted below it propagates either way */
+	return mounts_make_private(root, e);
 fail:
 	{
 		int err = errno;
@@ -263,7 +307,7 @@ static int dev_populate(int devfd, struct ct_err *e)
 	} links[] = {
 		{ "ptmx", "pts/ptmx" },	     { "fd", "/proc/self/fd" },
 		{ "stdin", "/proc/self/fd/0" }, { "stdout", "/proc/self/fd/1" },
-		{ "stderr", "/proc/self/fd/2" }, { "core", "/proc/kcore" },
+		{ "stderr", "/proc/self/fd/2" },
 	};
 	size_t i;
 
@@ -544,4 +588,71 @@ char *mounts_options(const char *path)
 	}
 	mnt_unref_table(tb);
 	return opts;
+}
+
+int mounts_is_shared(const char *path, bool *ret, struct ct_err *e)
+{
+	_cleanup_free_ char *info = NULL;
+	struct statx stx;
+	char key[32];
+	const char *line;
+	int r;
+
+	if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
+		return ct_fail_errno(e, errno, "cannot stat '%s'", path);
+	r = read_file("/proc/self/mountinfo", &info, NULL);
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot read the mount table");
+	snprintf(key, sizeof(key), "%llu ", (unsigned long long)stx.stx_mnt_id);
+	*ret = false;
+	for (line = info; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		const char *end, *sep, *sh;
+
+		if (strncmp(line, key, strlen(key)) != 0)
+			continue;
+		end = strchr(line, '\n');
+		sep = strstr(line, " - ");
+		sh = strstr(line, " shared:");
+		*ret = sh && sep && sh < sep && (!end || sh < end);
+		break;
+	}
+	return 0;
+}
+
+int mounts_make_private(const char *path, struct ct_err *e)
+{
+	struct mount_attr attr = { .propagation = MS_PRIVATE };
+	_cleanup_close_ int tree = -1;
+
+	if (path_is_mountpoint(path)) {
+		if (mount_setattr(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, &attr, sizeof(attr)) < 0)
+			return ct_fail_errno(e, errno, "cannot make '%s' private", path);
+		return 0;
+	}
+	tree = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (tree < 0)
+		return ct_fail_errno(e, errno, "cannot bind '%s'", path);
+	if (set_private(tree, false, 0, e) < 0)
+		return -e->code;
+	if (move_mount(tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return ct_fail_errno(e, errno, "cannot bind '%s' on itself", path);
+	/* attaching under a shared parent made it shared (and put one copy
+	 * of this bind in the parent's peers): from now on it is private */
+	if (mount_setattr(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, &attr, sizeof(attr)) < 0)
+		return ct_fail_errno(e, errno, "cannot make '%s' private", path);
+	return 0;
+}
+
+int mounts_check_none(const char *path, struct ct_err *e)
+{
+	char **list = NULL;
+	size_t n = 0;
+	int r = mounts_list_under(path, &list, &n, e);
+
+	if (r < 0)
+		return r;
+	if (n > 0)
+		r = ct_fail(e, EBUSY, "'%s' is mounted", list[n - 1]);
+	mounts_list_free(list, n);
+	return r;
 }

@@ -43,6 +43,16 @@ void mounts_list_free(char **list, size_t n);
  * detaches what is still busy. */
 int mounts_umount_all(const char *root, bool detach, struct ct_err *e);
 
+/* Is the mount holding path shared (in a peer group)? */
+int mounts_is_shared(const char *path, bool *ret, struct ct_err *e);
+
+/* Make path a private mount: its own mount is made private, or, when it
+ * is no mount point, a private bind of itself is put on it. */
+int mounts_make_private(const char *path, struct ct_err *e);
+
+/* -EBUSY naming a mount when anything is mounted at or below path. */
+int mounts_check_none(const char *path, struct ct_err *e);
+
 /* The options of the mount at path (for info), malloc'd, or NULL. */
 char *mounts_options(const char *path);
 

@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "lock.h"
 #include "log.h"
+#include "mounts.h"
 #include "store.h"
 #include "util.h"
 
@@ -264,5 +267,52 @@ int store_tmp_clean(struct store *s, struct ct_err *e)
 		(void)unlinkat(tfd, de->d_name, 0);
 	}
 	closedir(d);
+	return r;
+}
+
+int store_keep_private(struct store *s, struct ct_err *e)
+{
+	_cleanup_close_ int lock = -1;
+	bool shared = false;
+	int r = mounts_is_shared(s->path, &shared, e);
+
+	if (r < 0 || !shared)
+		return r;
+	r = lock_name(s, "store", "mount", LOCK_EX, &lock, e);
+	if (r < 0)
+		return r;
+	r = mounts_is_shared(s->path, &shared, e);
+	if (r < 0 || !shared)
+		return r;
+	log_debug("making the store '%s' a private mount", s->path);
+	return mounts_make_private(s->path, e);
+}
+
+int store_release_private(struct store *s, struct ct_err *e)
+{
+	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *parent = NULL;
+	char **list = NULL;
+	size_t n = 0;
+	struct stat a, b;
+	int r;
+
+	if (!path_is_mountpoint(s->path))
+		return 0;
+	/* only a bind of the parent's filesystem is ours; a filesystem
+	 * mounted on the store by the admin stays */
+	parent = xasprintf("%s/..", s->path);
+	if (!parent || stat(s->path, &a) < 0 || stat(parent, &b) < 0 || a.st_dev != b.st_dev)
+		return 0;
+	r = lock_name(s, "store", "mount", LOCK_EX, &lock, e);
+	if (r < 0)
+		return r;
+	r = mounts_list_under(s->path, &list, &n, e);
+	if (r < 0)
+		return r;
+	/* lazily: this very command holds an fd in it */
+	if (n == 1 && umount2(s->path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
+		r = ct_fail_errno(e, errno, "cannot unmount '%s'", s->path);
+	mounts_list_free(list, n);
 	return r;
 }

@@ -21,6 +21,14 @@ void store_free(struct store *s); /* accepts NULL */
 /* Paths inside the store; malloc'd, NULL on out-of-memory. */
 char *store_path(const struct store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* When the mount that holds the store is shared (as systemd makes '/'),
+ * make the store a private mount of its own, so the envs mounted in it
+ * never propagate to other mount namespaces. Cheap when nothing to do. */
+int store_keep_private(struct store *s, struct ct_err *e);
+
+/* Undo store_keep_private's bind when nothing is mounted below it. */
+int store_release_private(struct store *s, struct ct_err *e);
+
 /* Move path (inside the store) to trash/ under a fresh name, atomically.
  * The caller then calls store_trash_flush. 0 or -errno. */
 int store_trash(struct store *s, const char *path, struct ct_err *e);

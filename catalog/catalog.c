@@ -465,6 +465,18 @@ static int catalog_set_wal(struct catalog *c, struct ct_err *e)
 	}
 }
 
+/* Every ctool command is a short process that would, as the last
+ * connection, checkpoint and delete the WAL at close: two extra syncs
+ * and a file recreated per command. Keep the WAL file and leave
+ * checkpoints to the automatic ones that commits trigger. */
+static void catalog_keep_wal(struct catalog *c)
+{
+	int one = 1;
+
+	(void)sqlite3_file_control(c->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+	(void)sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+}
+
 /* Open the connection and set it up; nothing here reads or writes the
  * file yet. */
 static int catalog_connect(struct catalog *c, struct ct_err *e)
@@ -537,6 +549,7 @@ int catalog_open(const char *path, struct catalog **ret, struct ct_err *e)
 	r = catalog_set_wal(c, e);
 	if (r < 0)
 		return r;
+	catalog_keep_wal(c);
 	*ret = TAKE_PTR(c);
 	return 0;
 }

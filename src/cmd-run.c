@@ -161,7 +161,7 @@ int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 	struct ct_err e = { 0 };
 	char **split = NULL, **resolved = NULL, **cmdv;
 	const char *name = NULL;
-	int lock = -1, status = EXIT_RUN_FAIL, r;
+	int lock = -1, r;
 	bool lookup;
 
 	r = run_parse(argc, argv, &a);
@@ -234,24 +234,19 @@ int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 			.user = a.user,
 			.cwd = a.cwd,
 			.env = a.envs,
-			.release_fd = lock,
 		};
 
-		r = exec_in_env(&xo, &status, &e);
-		lock = -1; /* released once the command was inside */
-		if (r < 0)
-			goto fail;
+		/* the catalog and the env's lock close with the exec */
+		store_free(ctx->store);
+		ctx->store = NULL;
+		exec_replace(&xo);
 	}
-	goto out;
 fail:
-	status = EXIT_RUN_FAIL;
 	cmd_fail(&e);
-out:
-	if (lock >= 0)
-		(void)close(lock);
+	(void)close(lock);
 	dispatch_free(split);
 	dispatch_free(resolved);
 	free(a.cmd);
 	env_free(env);
-	return status;
+	return EXIT_RUN_FAIL;
 }

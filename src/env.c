@@ -529,7 +529,7 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 		return 0;
 	if (env_has_file(env, "/chroot.d/stop", true)) {
 		char *argv[] = { (char *)"/chroot.d/stop", NULL };
-		struct exec_opts xo = { .root = env->root, .argv = argv, .release_fd = -1 };
+		struct exec_opts xo = { .root = env->root, .argv = argv };
 		int status;
 		struct ct_err e2 = { 0 };
 

@@ -178,37 +178,21 @@ static int wait_child(pid_t pid, int *ret_status, struct ct_err *e)
 
 int exec_in_env(const struct exec_opts *o, int *ret_status, struct ct_err *e)
 {
-	int pfd[2];
 	pid_t pid;
-	char c;
 
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		if (o->release_fd >= 0)
-			(void)close(o->release_fd);
-		return ct_fail_errno(e, errno, "cannot create a pipe");
-	}
 	fflush(NULL);
 	pid = fork();
-	if (pid < 0) {
-		(void)close(pfd[0]);
-		(void)close(pfd[1]);
-		if (o->release_fd >= 0)
-			(void)close(o->release_fd);
+	if (pid < 0)
 		return ct_fail_errno(e, errno, "cannot fork");
-	}
-	if (pid == 0) {
-		(void)close(pfd[0]);
+	if (pid == 0)
 		child_run(o, environ);
-	}
-	(void)close(pfd[1]);
-	/* EOF once the child has exec'd (or died): it is inside, so the
-	 * lock that kept 'off' away can go */
-	while (read(pfd[0], &c, 1) < 0 && errno == EINTR)
-		;
-	(void)close(pfd[0]);
-	if (o->release_fd >= 0)
-		(void)close(o->release_fd);
 	return wait_child(pid, ret_status, e);
+}
+
+void exec_replace(const struct exec_opts *o)
+{
+	fflush(NULL);
+	child_run(o, environ);
 }
 
 int exec_on_host(const char *path, char *const *argv, char *const *envp, int *ret_status,

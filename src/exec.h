@@ -15,13 +15,18 @@ struct exec_opts {
 	const char *user;        /* name or uid in the env's /etc/passwd, or NULL */
 	const char *cwd;         /* inside the env, or NULL */
 	char **env;              /* K=V (or K: taken from the host), NULL-terminated */
-	int release_fd;          /* closed once the child is inside (a lock), or -1 */
 };
 
 /* Fork, enter the env and exec; wait and return the exit status the way
  * a shell reports it (128+N for signal N; 126 not executable, 127 not
  * found). A failure before the child enters returns -errno with *e. */
 int exec_in_env(const struct exec_opts *o, int *ret_status, struct ct_err *e);
+
+/* Enter the env and exec in this very process (no fork, no wait: the
+ * caller becomes the command, as chroot(8) does). Never returns: a
+ * failure exits with 125 (could not enter), 126 or 127 after one line on
+ * stderr. Locks held through O_CLOEXEC fds are released by the exec. */
+void exec_replace(const struct exec_opts *o) __attribute__((noreturn));
 
 /* Run the host program path with argv on the host and wait; *ret_status
  * as above. */

@@ -467,7 +467,9 @@ int mounts_bind(const char *root, const char *src, const char *tgt, bool ro, str
 	return attach(tree, rootfd, tgt, S_ISDIR(st.st_mode), e);
 }
 
-int mounts_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+/* The mount table through libmount: every mount of the namespace is
+ * parsed, so this costs in proportion to the number of mounts. */
+static int libmount_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
 {
 	struct libmnt_table *tb = mnt_new_table();
 	struct libmnt_iter *it = mnt_new_iter(MNT_ITER_BACKWARD);
@@ -528,6 +530,196 @@ out:
 	mnt_free_iter(it);
 	mnt_unref_table(tb);
 	return r;
+}
+
+
+/* Linux 6.8 lists and describes mounts by id (listmount, statmount), so a
+ * walk visits only the mounts below one point, whatever else is mounted.
+ * The definitions are here for headers older than that kernel. */
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x00004000U
+#endif
+#ifndef SYS_statmount
+#define SYS_statmount 457
+#endif
+#ifndef SYS_listmount
+#define SYS_listmount 458
+#endif
+#define CT_STATMOUNT_MNT_BASIC 0x00000002U
+#define CT_STATMOUNT_MNT_POINT 0x00000010U
+#define CT_MNT_ID_REQ_SIZE_VER0 24
+
+struct ct_mnt_id_req {
+	uint32_t size;
+	uint32_t spare;
+	uint64_t mnt_id;
+	uint64_t param;
+};
+
+struct ct_statmount {
+	uint32_t size;
+	uint32_t spare1;
+	uint64_t mask;
+	uint32_t sb_dev_major, sb_dev_minor;
+	uint64_t sb_magic;
+	uint32_t sb_flags, fs_type;
+	uint64_t mnt_id, mnt_parent_id;
+	uint32_t mnt_id_old, mnt_parent_id_old;
+	uint64_t mnt_attr, mnt_propagation, mnt_peer_group, mnt_master, propagate_from;
+	uint32_t mnt_root, mnt_point;
+	uint64_t spare2[50];
+	char str[];
+};
+
+/* statmount of id into buf (a 4 KiB buffer); 0 or -errno. */
+static int kstatmount(uint64_t id, uint64_t mask, struct ct_statmount *buf, size_t len)
+{
+	struct ct_mnt_id_req req = { .size = CT_MNT_ID_REQ_SIZE_VER0, .mnt_id = id, .param = mask };
+
+	if (syscall(SYS_statmount, &req, buf, len, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* The unique id of the mount holding path (its own when a mount point). */
+static int kmnt_id(const char *path, uint64_t *ret, bool *ret_is_root)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID_UNIQUE, &stx) < 0)
+		return -errno;
+	if (!(stx.stx_mask & STATX_MNT_ID_UNIQUE))
+		return -ENOSYS;
+	*ret = stx.stx_mnt_id;
+	if (ret_is_root)
+		*ret_is_root = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+			       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+	return 0;
+}
+
+struct mnt_entry {
+	char *path;
+	uint64_t id;
+	size_t depth;
+};
+
+static int mnt_entry_cmp(const void *a, const void *b)
+{
+	const struct mnt_entry *x = a, *y = b;
+
+	/* deepest first; on one point, the later (upper) mount first */
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? 1 : -1;
+	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
+}
+
+static int kernel_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+{
+	union {
+		struct ct_statmount sm;
+		char raw[8192];
+	} buf;
+	uint64_t *queue = NULL, id = 0;
+	size_t qn = 0, qcap = 0, qi, n = 0, i;
+	struct mnt_entry *out = NULL;
+	bool is_root = false, top = true;
+	int r;
+
+	r = kmnt_id(path, &id, &is_root);
+	if (r < 0)
+		return r;
+	if (kstatmount(id, CT_STATMOUNT_MNT_POINT, &buf.sm, sizeof(buf)) < 0)
+		return -ENOSYS;
+	queue = malloc(64 * sizeof(*queue));
+	if (!queue)
+		return ct_fail(e, ENOMEM, "out of memory");
+	qcap = 64;
+	queue[qn++] = id;
+	for (qi = 0; qi < qn; qi++) {
+		struct ct_mnt_id_req req = { .size = CT_MNT_ID_REQ_SIZE_VER0, .mnt_id = queue[qi] };
+		uint64_t kids[256];
+		long got;
+		bool want = true;
+
+		if (!(top && !is_root)) {
+			/* the mount holding path is listed only when path is its root */
+			if (kstatmount(queue[qi], CT_STATMOUNT_MNT_POINT, &buf.sm, sizeof(buf)) < 0)
+				continue; /* gone meanwhile */
+			want = path_is_under(buf.sm.str + buf.sm.mnt_point, path);
+			if (want) {
+				struct mnt_entry *no = realloc(out, (n + 1) * sizeof(*no));
+				const char *c;
+
+				if (!no) {
+					r = ct_fail(e, ENOMEM, "out of memory");
+					goto fail;
+				}
+				out = no;
+				out[n].path = strdup(buf.sm.str + buf.sm.mnt_point);
+				out[n].id = queue[qi];
+				out[n].depth = 0;
+				if (!out[n].path) {
+					r = ct_fail(e, ENOMEM, "out of memory");
+					goto fail;
+				}
+				for (c = out[n].path; *c; c++)
+					out[n].depth += *c == '/';
+				n++;
+			}
+		}
+		top = false;
+		if (!want)
+			continue; /* nothing below a mount outside path is inside it */
+		do {
+			got = syscall(SYS_listmount, &req, kids, ARRAY_SIZE(kids), 0);
+			if (got < 0) {
+				r = ct_fail_errno(e, errno, "cannot list the mounts below '%s'", path);
+				goto fail;
+			}
+			for (i = 0; i < (size_t)got; i++) {
+				if (qn == qcap) {
+					uint64_t *nq = realloc(queue, qcap * 2 * sizeof(*nq));
+
+					if (!nq) {
+						r = ct_fail(e, ENOMEM, "out of memory");
+						goto fail;
+					}
+					queue = nq;
+					qcap *= 2;
+				}
+				queue[qn++] = kids[i];
+			}
+			if (got > 0)
+				req.param = kids[got - 1];
+		} while (got == (long)ARRAY_SIZE(kids));
+	}
+	qsort(out, n, sizeof(*out), mnt_entry_cmp);
+	*ret = calloc(n + 1, sizeof(char *));
+	if (!*ret) {
+		r = ct_fail(e, ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < n; i++)
+		(*ret)[i] = out[i].path;
+	*ret_n = n;
+	free(out);
+	free(queue);
+	return 0;
+fail:
+	for (i = 0; i < n; i++)
+		free(out[i].path);
+	free(out);
+	free(queue);
+	return r;
+}
+
+int mounts_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+{
+	int r = kernel_list_under(path, ret, ret_n, e);
+
+	if (r != -ENOSYS)
+		return r;
+	return libmount_list_under(path, ret, ret_n, e);
 }
 
 void mounts_list_free(char **list, size_t n)
@@ -594,10 +786,16 @@ int mounts_is_shared(const char *path, bool *ret, struct ct_err *e)
 {
 	_cleanup_free_ char *info = NULL;
 	struct statx stx;
+	struct ct_statmount sm;
 	char key[32];
 	const char *line;
+	uint64_t id = 0;
 	int r;
 
+	if (kmnt_id(path, &id, NULL) == 0 && kstatmount(id, CT_STATMOUNT_MNT_BASIC, &sm, sizeof(sm)) == 0) {
+		*ret = (sm.mnt_propagation & MS_SHARED) != 0;
+		return 0;
+	}
 	if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
 		return ct_fail_errno(e, errno, "cannot stat '%s'", path);
 	r = read_file("/proc/self/mountinfo", &info, NULL);

@@ -10,7 +10,6 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "lock.h"
 #include "log.h"
@@ -180,18 +179,25 @@ int store_trash_flush(struct store *s, bool wait, struct ct_err *e)
 	}
 	if (trash_is_empty(s))
 		return 0;
-	/* Detach a grandchild that empties the trash in the background; it
-	 * takes the lock without waiting, so one deleter runs at a time and
-	 * a waiting gc finishes whatever it leaves. */
+	/* Detach a child that empties the trash in the background: it takes
+	 * the lock without waiting, so one deleter runs at a time, and a
+	 * waiting gc finishes whatever it leaves. Not waited for: it is
+	 * reparented when this short-lived command exits. */
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
 		return ct_fail_errno(e, errno, "cannot fork");
 	if (pid == 0) {
-		int fd;
+		int fd, sfd;
 
-		if (fork() != 0)
+		/* keep none of the parent's fds: an env lock inherited here
+		 * would be held for as long as the deletion takes */
+		sfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sfd < 3)
 			_exit(0);
+		(void)close_range(3, (unsigned)sfd - 1, 0);
+		(void)close_range((unsigned)sfd + 1, ~0U, 0);
+		s->dfd = sfd;
 		(void)setsid();
 		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (fd >= 0) {
@@ -204,7 +210,6 @@ int store_trash_flush(struct store *s, bool wait, struct ct_err *e)
 			(void)trash_empty(s, NULL);
 		_exit(0);
 	}
-	(void)waitpid(pid, NULL, 0);
 	return 0;
 }
 

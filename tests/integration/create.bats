@@ -3,12 +3,13 @@
 
 load helpers
 
-# A mirror that accepts connections and never answers: debootstrap hangs
-# in its first download until ctool is interrupted.
+# A mirror that accepts every connection and never answers: debootstrap
+# hangs in its first download until ctool is interrupted. Its own session,
+# so teardown stops it with the connections it holds.
 start_silent_mirror() {
 	local port
 	for port in $(seq 18700 18720); do
-		busybox nc -l -p "$port" -e sleep 600 >/dev/null 2>&1 </dev/null &
+		setsid busybox nc -ll -p "$port" -e sleep 600 >/dev/null 2>&1 </dev/null &
 		MIRROR_PID=$!
 		sleep 0.1
 		if kill -0 "$MIRROR_PID" 2>/dev/null; then
@@ -20,7 +21,7 @@ start_silent_mirror() {
 }
 
 teardown() {
-	[ -z "${MIRROR_PID:-}" ] || kill "$MIRROR_PID" 2>/dev/null || true
+	[ -z "${MIRROR_PID:-}" ] || kill -- "-$MIRROR_PID" 2>/dev/null || true
 	common_teardown
 }
 
@@ -36,7 +37,7 @@ assert_nothing_created() {
 
 @test "create interrupted with SIGINT during debootstrap leaves nothing" {
 	start_silent_mirror
-	ctool create deb --mirror "$MIRROR" </dev/null >/dev/null 2>"$BATS_TEST_TMPDIR/err" &
+	"$CTOOL" create deb --mirror "$MIRROR" </dev/null >/dev/null 2>"$BATS_TEST_TMPDIR/err" &
 	local pid=$!
 	# wait until debootstrap runs
 	for _ in $(seq 100); do
@@ -55,7 +56,7 @@ assert_nothing_created() {
 
 @test "create killed with SIGKILL leaves only what gc removes" {
 	start_silent_mirror
-	ctool create deb --mirror "$MIRROR" </dev/null >/dev/null 2>&1 &
+	"$CTOOL" create deb --mirror "$MIRROR" </dev/null >/dev/null 2>&1 &
 	local pid=$!
 	for _ in $(seq 100); do
 		pgrep -f "debootstrap.*$CTOOL_STORE/tmp" >/dev/null && break

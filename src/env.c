@@ -18,6 +18,9 @@
 #include "toolconf.h"
 #include "util.h"
 
+/* How long /chroot.d/stop may take before 'off' kills it. */
+#define STOP_HOOK_TIMEOUT_MS 30000
+
 int env_lock(struct store *s, const char *name, int *ret_fd, struct ct_err *e)
 {
 	return lock_name(s, "env", name, LOCK_EX, ret_fd, e);
@@ -265,11 +268,18 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	return r;
 }
 
+/* This boot's id. CTOOL_TEST_BOOT_ID stands for it in the tests, which
+ * cannot reboot the machine to show what a volatile env does after one. */
 static void boot_id(char ret[40])
 {
 	_cleanup_free_ char *b = NULL;
+	const char *fake = getenv("CTOOL_TEST_BOOT_ID");
 
 	ret[0] = '\0';
+	if (fake && *fake) {
+		snprintf(ret, 40, "%.36s", fake);
+		return;
+	}
 	if (read_file("/proc/sys/kernel/random/boot_id", &b, NULL) == 0)
 		snprintf(ret, 40, "%.36s", b);
 }
@@ -294,9 +304,8 @@ static int volatile_recover(struct store *s, struct env *env, struct ct_err *e)
 			 "its changes are discarded", env->row.name);
 		return env_reset(s, env, e);
 	}
-	(void)rmdir(flag);
-	(void)rmdir(incompat);
-	return 0;
+	/* same boot: the page cache still holds what was written */
+	return rm_tree_onefs(AT_FDCWD, incompat, e);
 }
 
 /* Make the volatile overlay's data durable after unmounting it, then drop
@@ -304,13 +313,10 @@ static int volatile_recover(struct store *s, struct env *env, struct ct_err *e)
 static void volatile_settle(struct env *env)
 {
 	_cleanup_close_ int fd = open(env->upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	_cleanup_free_ char *flag = xasprintf("%s/work/incompat/volatile", env->work);
 	_cleanup_free_ char *incompat = xasprintf("%s/work/incompat", env->work);
 
-	if (fd >= 0 && syncfs(fd) == 0 && flag && incompat) {
-		(void)rmdir(flag);
-		(void)rmdir(incompat);
-	}
+	if (fd >= 0 && syncfs(fd) == 0 && incompat)
+		(void)rm_tree_onefs(AT_FDCWD, incompat, NULL);
 }
 
 static int mount_overlay(struct store *s, struct env *env, struct ct_err *e)
@@ -529,7 +535,8 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 		return 0;
 	if (env_has_file(env, "/chroot.d/stop", true)) {
 		char *argv[] = { (char *)"/chroot.d/stop", NULL };
-		struct exec_opts xo = { .root = env->root, .argv = argv };
+		struct exec_opts xo = { .root = env->root, .argv = argv,
+					.timeout_ms = STOP_HOOK_TIMEOUT_MS };
 		int status;
 		struct ct_err e2 = { 0 };
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "exec.h"
 #include "util.h"
@@ -178,6 +179,8 @@ static int wait_child(pid_t pid, int *ret_status, struct ct_err *e)
 
 int exec_in_env(const struct exec_opts *o, int *ret_status, struct ct_err *e)
 {
+	struct timespec tick = { 0, 10 * 1000000L };
+	int waited = 0, ws;
 	pid_t pid;
 
 	fflush(NULL);
@@ -186,7 +189,26 @@ int exec_in_env(const struct exec_opts *o, int *ret_status, struct ct_err *e)
 		return ct_fail_errno(e, errno, "cannot fork");
 	if (pid == 0)
 		child_run(o, environ);
-	return wait_child(pid, ret_status, e);
+	if (o->timeout_ms <= 0)
+		return wait_child(pid, ret_status, e);
+	for (;;) {
+		pid_t r = waitpid(pid, &ws, WNOHANG);
+
+		if (r == pid) {
+			*ret_status = status_of(ws);
+			return 0;
+		}
+		if (r < 0 && errno != EINTR)
+			return ct_fail_errno(e, errno, "cannot wait for '%s'", o->argv[0]);
+		if (waited >= o->timeout_ms) {
+			(void)kill(pid, SIGKILL);
+			(void)waitpid(pid, &ws, 0);
+			return ct_fail(e, ETIMEDOUT, "'%s' did not finish in %d s; killed", o->argv[0],
+				       o->timeout_ms / 1000);
+		}
+		(void)nanosleep(&tick, NULL);
+		waited += 10;
+	}
 }
 
 void exec_replace(const struct exec_opts *o)

@@ -15,9 +15,11 @@ struct exec_opts {
 	const char *user;        /* name or uid in the env's /etc/passwd, or NULL */
 	const char *cwd;         /* inside the env, or NULL */
 	char **env;              /* K=V (or K: taken from the host), NULL-terminated */
+	int timeout_ms;          /* exec_in_env: KILL after this long (0: wait forever) */
 };
 
-/* Fork, enter the env and exec; wait and return the exit status the way
+/* Fork, enter the env and exec; wait (up to o->timeout_ms) and return
+ * the exit status the way
  * a shell reports it (128+N for signal N; 126 not executable, 127 not
  * found). A failure before the child enters returns -errno with *e. */
 int exec_in_env(const struct exec_opts *o, int *ret_status, struct ct_err *e);

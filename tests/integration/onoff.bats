@@ -370,3 +370,41 @@ EOF
 	assert_status 0
 	[ "$output" = x ]
 }
+
+@test "a volatile env cleanly off keeps its changes across on" {
+	ctool clone base v --volatile
+	ctool run v -- /bin/sh -c 'echo kept >/file'
+	ctool off v
+	[ ! -e "$CTOOL_STORE/envs/$(env_id v)/work/work/incompat/volatile" ] ||
+		fail "off left the kernel's volatile marker"
+	CTOOL_TEST_BOOT_ID=00000000-0000-0000-0000-000000000001 ctool on v
+	run ctool run v -- /bin/cat /file
+	[ "$output" = kept ]
+}
+
+@test "a volatile env that was on when the host went down is reset, not trusted" {
+	ctool clone base v --volatile
+	ctool run v -- /bin/sh -c 'echo unsynced >/file'
+	vroot=$(env_root v)
+	# the host "crashes": the mounts vanish without an off
+	umount -R "$vroot"
+	[ -e "$CTOOL_STORE/envs/$(env_id v)/work/work/incompat/volatile" ] ||
+		fail "the kernel left no volatile marker"
+	# and comes back with another boot id
+	run --separate-stderr env CTOOL_TEST_BOOT_ID=00000000-0000-0000-0000-000000000002 "$CTOOL" on v
+	assert_status 0
+	[[ $stderr == *"changes are discarded"* ]] || fail "no warning: $stderr"
+	run ctool run v -- /bin/cat /file
+	[ "$status" -ne 0 ] || fail "the unsynced change survived: $output"
+	[ -x "$vroot/bin/busybox" ] || fail "the image is not visible"
+}
+
+@test "a volatile env whose on was cut short in the same boot is trusted" {
+	ctool clone base v --volatile
+	ctool run v -- /bin/sh -c 'echo same-boot >/file'
+	vroot=$(env_root v)
+	umount -R "$vroot"
+	ctool on v
+	run ctool run v -- /bin/cat /file
+	[ "$output" = same-boot ]
+}

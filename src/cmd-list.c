@@ -11,6 +11,7 @@
 #include "lock.h"
 #include "log.h"
 #include "mounts.h"
+#include "mounttab.h"
 #include "util.h"
 
 static void fmt_time(int64_t ms, char *buf, size_t len)
@@ -147,7 +148,7 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
 	       "upper: %s\ncreated: %s\n",
 	       env->row.name, env->row.id, env->row.image, on ? "on" : "off", env->row.driver,
 	       env->row.volatile_ ? "yes" : "no", env->root, env->upper, when);
-	if (on && (opts_now = mounts_options(env->root)))
+	if (on && (opts_now = mounttab_options(env->root)))
 		printf("mount-options: %s\n", opts_now);
 	r = env_binds(ctx->store, env, &binds, &n, &e);
 	if (r < 0) {

@@ -50,20 +50,21 @@ static int env_paths(struct store *s, struct env *env)
 	return 0;
 }
 
-/* Create what is missing of the env's folders. An env's folders start
- * empty, so an interrupted clone or reset is finished by making them. */
-static int env_ensure_dirs(struct store *s, struct env *env, struct ct_err *e)
+/* Create what is missing of the env's folders (up to the first n of
+ * dir, conf, upper, work, root). They start empty, so they are made
+ * when first needed: clone makes the first two, 'on' the rest, and an
+ * interrupted clone or reset is finished by making them again. */
+static int env_ensure_dirs(struct env *env, size_t n, struct ct_err *e)
 {
-	const char *dirs[] = { env->dir, env->upper, env->work, env->conf, env->root };
+	const char *dirs[] = { env->dir, env->conf, env->upper, env->work, env->root };
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(dirs); i++) {
+	for (i = 0; i < n && i < ARRAY_SIZE(dirs); i++) {
 		if (i == 4 && env->row.root[0])
 			continue; /* a chosen root is the user's */
-		if (mkdir(dirs[i], i == 3 ? 0700 : 0755) < 0 && errno != EEXIST)
+		if (mkdir(dirs[i], i == 1 ? 0700 : 0755) < 0 && errno != EEXIST)
 			return ct_fail_errno(e, errno, "cannot create '%s'", dirs[i]);
 	}
-	(void)s;
 	return 0;
 }
 
@@ -72,7 +73,6 @@ static int env_from_row(struct store *s, const struct catalog_env *row, struct e
 {
 	struct env *env = calloc(1, sizeof(*env));
 	struct stat st;
-	int r;
 
 	if (!env)
 		return ct_fail(e, ENOMEM, "out of memory");
@@ -87,13 +87,6 @@ static int env_from_row(struct store *s, const struct catalog_env *row, struct e
 
 		if (staged && rename(staged, env->dir) == 0)
 			log_debug("finished the clone of '%s'", row->name);
-	}
-	if (stat(env->upper, &st) < 0 || stat(env->work, &st) < 0 || stat(env->conf, &st) < 0) {
-		r = env_ensure_dirs(s, env, e);
-		if (r < 0) {
-			env_free(env);
-			return r;
-		}
 	}
 	*ret = env;
 	return 0;
@@ -252,7 +245,7 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	if (env_paths(s, &tmp) < 0)
 		r = ct_fail(e, ENOMEM, "out of memory");
 	else
-		r = env_ensure_dirs(s, &tmp, e);
+		r = env_ensure_dirs(&tmp, 2, e);
 	if (r < 0) {
 		struct ct_err e2;
 
@@ -473,6 +466,9 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
+	r = env_ensure_dirs(env, 5, e);
+	if (r < 0)
+		goto out;
 	r = mount_overlay(s, env, e);
 	if (r < 0)
 		goto out;
@@ -577,8 +573,6 @@ int env_reset(struct store *s, struct env *env, struct ct_err *e)
 	r = store_trash(s, env->upper, e);
 	if (r == 0)
 		r = store_trash(s, env->work, e);
-	if (r == 0)
-		r = env_ensure_dirs(s, env, e);
 	if (r < 0)
 		return r;
 	return store_trash_flush(s, false, e);

@@ -1,7 +1,6 @@
 #include "config.h"
 
 #include <fcntl.h>
-#include <libmount.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 
 #include "log.h"
 #include "mounts.h"
+#include "mounttab.h"
 #include "util.h"
 
 static int openat2_in_root(int rootfd, const char *path, int flags)
@@ -467,70 +467,6 @@ int mounts_bind(const char *root, const char *src, const char *tgt, bool ro, str
 	return attach(tree, rootfd, tgt, S_ISDIR(st.st_mode), e);
 }
 
-/* The mount table through libmount: every mount of the namespace is
- * parsed, so this costs in proportion to the number of mounts. */
-static int libmount_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
-{
-	struct libmnt_table *tb = mnt_new_table();
-	struct libmnt_iter *it = mnt_new_iter(MNT_ITER_BACKWARD);
-	struct libmnt_fs *fs;
-	char **list = NULL;
-	size_t n = 0, i, j;
-	int r = 0;
-
-	if (!tb || !it) {
-		r = ct_fail(e, ENOMEM, "out of memory");
-		goto out;
-	}
-	r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
-	if (r < 0) {
-		r = ct_fail_errno(e, -r, "cannot read the mount table");
-		goto out;
-	}
-	/* backward: later (upper, deeper) mounts first */
-	while (mnt_table_next_fs(tb, it, &fs) == 0) {
-		const char *t = mnt_fs_get_target(fs);
-		char **nl;
-
-		if (!t || !path_is_under(t, path))
-			continue;
-		nl = realloc(list, (n + 1) * sizeof(*nl));
-		if (!nl || !(nl[n] = strdup(t))) {
-			list = nl ? nl : list;
-			mounts_list_free(list, n);
-			list = NULL;
-			r = ct_fail(e, ENOMEM, "out of memory");
-			goto out;
-		}
-		list = nl;
-		n++;
-	}
-	/* stable sort by depth, deepest first (insertion sort: lists are short) */
-	for (i = 1; i < n; i++) {
-		char *x = list[i];
-		size_t dx = 0;
-		const char *c;
-
-		for (c = x; *c; c++)
-			dx += *c == '/';
-		for (j = i; j > 0; j--) {
-			size_t dy = 0;
-
-			for (c = list[j - 1]; *c; c++)
-				dy += *c == '/';
-			if (dy >= dx)
-				break;
-			list[j] = list[j - 1];
-		}
-		list[j] = x;
-	}
-	*ret = list;
-	*ret_n = n;
-out:
-	mnt_free_iter(it);
-	mnt_unref_table(tb);
-	return r;
-}
 
 
 /* Linux 6.8 lists and describes mounts by id (listmount, statmount), so a
@@ -626,8 +562,10 @@ static int kernel_list_under(const char *path, char ***ret, size_t *ret_n, struc
 	int r;
 
 	r = kmnt_id(path, &id, &is_root);
-	if (r < 0)
+	if (r == -ENOSYS)
 		return r;
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot stat '%s'", path);
 	if (kstatmount(id, CT_STATMOUNT_MNT_POINT, &buf.sm, sizeof(buf)) < 0)
 		return -ENOSYS;
 	queue = malloc(64 * sizeof(*queue));
@@ -715,11 +653,19 @@ fail:
 
 int mounts_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
 {
-	int r = kernel_list_under(path, ret, ret_n, e);
+	int r;
+
+	if (access(path, F_OK) < 0 && errno == ENOENT) {
+		/* nothing can be mounted where nothing is */
+		*ret = NULL;
+		*ret_n = 0;
+		return 0;
+	}
+	r = kernel_list_under(path, ret, ret_n, e);
 
 	if (r != -ENOSYS)
 		return r;
-	return libmount_list_under(path, ret, ret_n, e);
+	return mounttab_list_under(path, ret, ret_n, e);
 }
 
 void mounts_list_free(char **list, size_t n)
@@ -765,22 +711,6 @@ int mounts_umount_all(const char *root, bool detach, struct ct_err *e)
 	return r;
 }
 
-char *mounts_options(const char *path)
-{
-	struct libmnt_table *tb = mnt_new_table();
-	struct libmnt_fs *fs;
-	char *opts = NULL;
-
-	if (!tb)
-		return NULL;
-	if (mnt_table_parse_file(tb, "/proc/self/mountinfo") == 0) {
-		fs = mnt_table_find_target(tb, path, MNT_ITER_BACKWARD);
-		if (fs && mnt_fs_get_options(fs))
-			opts = strdup(mnt_fs_get_options(fs));
-	}
-	mnt_unref_table(tb);
-	return opts;
-}
 
 int mounts_is_shared(const char *path, bool *ret, struct ct_err *e)
 {

@@ -53,7 +53,5 @@ int mounts_make_private(const char *path, struct ct_err *e);
 /* -EBUSY naming a mount when anything is mounted at or below path. */
 int mounts_check_none(const char *path, struct ct_err *e);
 
-/* The options of the mount at path (for info), malloc'd, or NULL. */
-char *mounts_options(const char *path);
 
 #endif

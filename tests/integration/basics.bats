@@ -67,8 +67,18 @@ load helpers
 	run ctool clone base e
 	assert_status 0
 	upper=$(env_upper e)
-	[ -n "$upper" ] && [ -d "$upper" ] || fail "no upper dir: '$upper'"
-	[ -z "$(ls -A "$upper")" ] || fail "upper is not empty right after clone:" "$(ls -A "$upper")"
+	[ -n "$upper" ] || fail "no upper in info"
+	# made empty at the first 'on' (a clone writes only its row and conf/)
+	[ ! -e "$upper" ] || [ -z "$(ls -A "$upper")" ] ||
+		fail "upper is not empty right after clone:" "$(ls -A "$upper")"
+	ctool on e
+	[ -d "$upper" ] || fail "no upper dir after on: '$upper'"
+	# at most the mount points 'on' had to make (this rootfs has no
+	# /etc/resolv.conf nor /etc/hosts), nothing copied from the image
+	extra=$(cd "$upper" && find . -mindepth 1 -not -path ./etc -not -path ./etc/resolv.conf \
+		-not -path ./etc/hosts)
+	[ -z "$extra" ] || fail "upper holds more than mount points after on:" "$extra"
+	ctool off e
 	# Nothing of the image was copied anywhere else in the store either:
 	# the only busybox binary besides the layer's is none.
 	layer=$(store_layers)
@@ -121,7 +131,7 @@ load helpers
 	id=$(info_get e id)
 	[[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] || fail "id: $id"
 	[ "$(info_get e root)" = "$CTOOL_STORE/envs/$id/root" ]
-	[ -d "$(info_get e upper)" ]
+	[ "$(info_get e upper)" = "$CTOOL_STORE/envs/$id/upper" ]
 	! printf '%s\n' "${lines[@]}" | grep -q '^bind:' || fail "bind line without binds:" "$output"
 }
 

@@ -467,14 +467,34 @@ static int catalog_set_wal(struct catalog *c, struct ct_err *e)
 
 /* Every ctool command is a short process that would, as the last
  * connection, checkpoint and delete the WAL at close: two extra syncs
- * and a file recreated per command. Keep the WAL file and leave
- * checkpoints to the automatic ones that commits trigger. */
+ * and a file recreated per command. Keep the WAL file and checkpoint
+ * every few dozen commits instead (wal_trim), which also keeps the WAL
+ * short: each new process reads all of it at open. */
+/* After a commit: once the WAL holds 64 frames, copy them into the
+ * database and truncate the WAL. A passive checkpoint alone is not
+ * enough here: the WAL only restarts when a later writer finds it fully
+ * copied, which these one-transaction processes did not do, so it grew
+ * without end (and every new process reads all of it at open). */
+static int wal_trim(void *data, sqlite3 *db, const char *name, int frames)
+{
+	(void)data;
+	if (frames < 64)
+		return SQLITE_OK;
+	/* without waiting: when other processes are in the WAL, a later
+	 * commit trims it */
+	(void)sqlite3_busy_timeout(db, 0);
+	(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	(void)sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	return SQLITE_OK;
+}
+
 static void catalog_keep_wal(struct catalog *c)
 {
 	int one = 1;
 
 	(void)sqlite3_file_control(c->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
 	(void)sqlite3_db_config(c->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	(void)sqlite3_wal_hook(c->db, wal_trim, NULL);
 }
 
 /* Open the connection and set it up; nothing here reads or writes the

@@ -562,12 +562,20 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 	return 0;
 }
 
-int env_reset(struct store *s, struct env *env, struct ct_err *e)
+/* Deletion never goes through a mount: refuse while anything is mounted
+ * at the env's root or in its folder (a bind made behind ctool's back
+ * included). The deleter checks again as it goes. */
+static int env_check_unmounted(const struct env *env, struct ct_err *e)
 {
 	int r = mounts_check_none(env->root, e);
 
-	if (r == 0)
-		r = mounts_check_none(env->dir, e);
+	return r < 0 ? r : mounts_check_none(env->dir, e);
+}
+
+int env_reset(struct store *s, struct env *env, struct ct_err *e)
+{
+	int r = env_check_unmounted(env, e);
+
 	if (r < 0)
 		return r;
 	r = store_trash(s, env->upper, e);
@@ -580,10 +588,8 @@ int env_reset(struct store *s, struct env *env, struct ct_err *e)
 
 int env_remove(struct store *s, struct env *env, struct ct_err *e)
 {
-	int r = mounts_check_none(env->root, e);
+	int r = env_check_unmounted(env, e);
 
-	if (r == 0)
-		r = mounts_check_none(env->dir, e);
 	if (r < 0)
 		return r;
 	/* the row goes first: a folder without a row is an orphan gc removes */

@@ -556,9 +556,46 @@ static void test_concurrent(void)
 	catalog_close(c);
 }
 
+/* 2 tests: a command is one open, one write, one close; after hundreds of
+ * them the WAL must still be short, since every open reads all of it. */
+static void test_wal_stays_short(void)
+{
+	char path[4200], wal[4300];
+	struct catalog_image img = { .name = "img", .n_layers = 1 };
+	char layer[1][37] = { "00000000-0000-0000-0000-00000000000a" };
+	struct stat st;
+	int i, r = 0;
+
+	tmp_path(path, sizeof(path), "wal.db");
+	(void)snprintf(wal, sizeof(wal), "%s-wal", path);
+	img.layers = layer;
+	for (i = 0; r == 0 && i < 400; i++) {
+		struct catalog *c = NULL;
+		struct ct_err e = { 0 };
+		struct catalog_env env = { .created = 1 };
+
+		r = catalog_open(path, &c, &e);
+		if (r == 0 && i == 0) {
+			r = catalog_layer_add(c, layer[0], "test", &e);
+			if (r == 0)
+				r = catalog_image_add(c, &img, &e);
+		}
+		(void)snprintf(env.id, sizeof(env.id), "00000000-0000-0000-0000-%012d", i);
+		(void)snprintf(env.name, sizeof(env.name), "w%d", i);
+		(void)snprintf(env.image, sizeof(env.image), "img");
+		(void)snprintf(env.driver, sizeof(env.driver), "kernel");
+		if (r == 0)
+			r = catalog_env_add(c, &env, &e);
+		catalog_close(c);
+	}
+	is_int(r, 0, "wal: 400 open/write/close cycles");
+	ok(stat(wal, &st) == 0 && st.st_size < 512 * 1024, "wal: the WAL stays short (%lld bytes)",
+	   (long long)st.st_size);
+}
+
 static void remove_tmpdir(void)
 {
-	static const char *const files[] = { "file.db", "reopen.db", "future.db",
+	static const char *const files[] = { "file.db", "reopen.db", "future.db", "wal.db",
 					     "unversioned.db", "short", "long", "concurrent.db" };
 	static const char *const sides[] = { "", "-wal", "-shm", "-journal" };
 	char path[4400];
@@ -583,7 +620,7 @@ int main(void)
 		printf("1..0 # SKIP cannot create a temporary directory\n");
 		return 0;
 	}
-	plan(2 * 75 + 4 + 2 * 5 + 8 + 3);
+	plan(2 * 75 + 4 + 2 * 5 + 8 + 3 + 2);
 	test_suite(":memory:", "memory");
 	test_suite(tmp_path(path, sizeof(path), "file.db"), "file");
 	test_reopen();
@@ -593,6 +630,7 @@ int main(void)
 		     " is not a ctool catalog: it has tables but no version");
 	test_garbage();
 	test_concurrent();
+	test_wal_stays_short();
 	remove_tmpdir();
 	return done_testing();
 }

@@ -4,7 +4,6 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cmd.h"
 #include "log.h"
@@ -54,10 +53,9 @@ int cmd_bind(int argc, char **argv, struct cmd_ctx *ctx)
 	r = mounts_bind_check(src, tgt, ctx->store->path, &e);
 	if (r < 0)
 		goto fail;
-	if (mkdir(env->conf, 0700) < 0 && errno != EEXIST) {
-		r = ct_fail_errno(&e, errno, "cannot create '%s'", env->conf);
+	r = env_make_dirs(env, false, &e);
+	if (r < 0)
 		goto fail;
-	}
 	path = xasprintf("%s/tool.conf", env->conf);
 	if (!path) {
 		r = ct_fail(&e, ENOMEM, "out of memory");

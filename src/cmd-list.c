@@ -145,9 +145,9 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
 	on = env_is_on(env);
 	fmt_time(env->row.created, when, sizeof(when));
 	printf("name: %s\nid: %s\nimage: %s\nstate: %s\ndriver: %s\nvolatile: %s\nroot: %s\n"
-	       "upper: %s\ncreated: %s\n",
+	       "upper: %s\nconf: %s\ncreated: %s\n",
 	       env->row.name, env->row.id, env->row.image, on ? "on" : "off", env->row.driver,
-	       env->row.volatile_ ? "yes" : "no", env->root, env->upper, when);
+	       env->row.volatile_ ? "yes" : "no", env->root, env->upper, env->conf, when);
 	if (on && (opts_now = mounttab_options(env->root)))
 		printf("mount-options: %s\n", opts_now);
 	r = env_binds(ctx->store, env, &binds, &n, &e);

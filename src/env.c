@@ -50,16 +50,12 @@ static int env_paths(struct store *s, struct env *env)
 	return 0;
 }
 
-/* Create what is missing of the env's folders (up to the first n of
- * dir, conf, upper, work, root). They start empty, so they are made
- * when first needed: clone makes the first two, 'on' the rest, and an
- * interrupted clone or reset is finished by making them again. */
-static int env_ensure_dirs(struct env *env, size_t n, struct ct_err *e)
+int env_make_dirs(struct env *env, bool all, struct ct_err *e)
 {
 	const char *dirs[] = { env->dir, env->conf, env->upper, env->work, env->root };
-	size_t i;
+	size_t i, n = all ? ARRAY_SIZE(dirs) : 2;
 
-	for (i = 0; i < n && i < ARRAY_SIZE(dirs); i++) {
+	for (i = 0; i < n; i++) {
 		if (i == 4 && env->row.root[0])
 			continue; /* a chosen root is the user's */
 		if (mkdir(dirs[i], i == 1 ? 0700 : 0755) < 0 && errno != EEXIST)
@@ -185,7 +181,6 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	struct catalog_env row = { 0 };
 	_cleanup_free_ char *root = NULL, *stage = NULL, *dir = NULL;
 	_cleanup_close_ int stage_lock = -1;
-	struct env tmp = { 0 };
 	int r;
 
 	if (root_dir) {
@@ -241,24 +236,7 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 		if (r < 0)
 			return r;
 	}
-	tmp.row = row;
-	if (env_paths(s, &tmp) < 0)
-		r = ct_fail(e, ENOMEM, "out of memory");
-	else
-		r = env_ensure_dirs(&tmp, 2, e);
-	if (r < 0) {
-		struct ct_err e2;
-
-		(void)catalog_env_remove(s->cat, name, &e2);
-		if (tmp.dir)
-			(void)rm_tree_onefs(AT_FDCWD, tmp.dir, &e2);
-	}
-	free(tmp.dir);
-	free(tmp.root);
-	free(tmp.upper);
-	free(tmp.work);
-	free(tmp.conf);
-	return r;
+	return 0;
 }
 
 /* This boot's id. CTOOL_TEST_BOOT_ID stands for it in the tests, which
@@ -466,7 +444,7 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
-	r = env_ensure_dirs(env, 5, e);
+	r = env_make_dirs(env, true, e);
 	if (r < 0)
 		goto out;
 	r = mount_overlay(s, env, e);
@@ -567,7 +545,8 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
  * included). The deleter checks again as it goes. */
 static int env_check_unmounted(const struct env *env, struct ct_err *e)
 {
-	int r = mounts_check_none(env->root, e);
+	/* a default root lies in the env's folder: one walk covers both */
+	int r = path_is_under(env->root, env->dir) ? 0 : mounts_check_none(env->root, e);
 
 	return r < 0 ? r : mounts_check_none(env->dir, e);
 }

@@ -40,6 +40,12 @@ int env_load(struct store *s, const char *name, struct env **ret, struct ct_err 
 int env_find_by_root(struct store *s, const char *dir, struct env **ret, struct ct_err *e);
 void env_free(struct env *env);
 
+/* Make what is missing of the env's folders: its folder and conf/, and
+ * with all its upper, work and (default) root too. They start empty, so
+ * they are made when first needed (a clone writes only its catalog row;
+ * 'on' makes them all), which also finishes an interrupted clone or reset. */
+int env_make_dirs(struct env *env, bool all, struct ct_err *e);
+
 /* Is path (absolute, resolved inside the env's root) a regular file
  * (executable when exec)? */
 bool env_has_file(const struct env *env, const char *path, bool exec);

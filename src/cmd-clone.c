@@ -23,7 +23,7 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 	bool volatile_ = false;
 	struct catalog_image img = { 0 };
 	struct ct_err e = { 0 };
-	_cleanup_close_ int lock = -1;
+	_cleanup_close_ int lock = -1, slock = -1;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
@@ -38,13 +38,21 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 		return cmd_usage_error("expected SOURCE and NAME (see 'ctool clone --help')");
 	src = argv[optind];
 	name = argv[optind + 1];
-	if (!name_is_valid(src)) {
-		log_error("no image or env named '%s'", src);
-		return 1;
-	}
+	if (!name_is_valid(src))
+		return cmd_usage_error("no image or env named '%s' (not a valid name)", src);
 	if (!cmd_check_name("env", name))
 		return EXIT_USAGE;
-	r = env_lock(ctx->store, name, &lock, &e);
+	/* both names are locked, in name order, so that 'clone a b' and
+	 * 'clone b a' at once cannot wait for each other */
+	if (strcmp(src, name) < 0) {
+		r = env_lock(ctx->store, src, &slock, &e);
+		if (r == 0)
+			r = env_lock(ctx->store, name, &lock, &e);
+	} else {
+		r = env_lock(ctx->store, name, &lock, &e);
+		if (r == 0 && strcmp(src, name) != 0)
+			r = env_lock(ctx->store, src, &slock, &e);
+	}
 	if (r < 0)
 		return cmd_fail(&e);
 	r = catalog_image_get(ctx->store->cat, src, &img, &e);
@@ -53,15 +61,11 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 		r = env_clone(ctx->store, src, NULL, name, dir, volatile_, &e);
 	} else if (r == -ENOENT) {
 		struct env *senv = NULL;
-		_cleanup_close_ int slock = -1;
 
 		if (strcmp(src, name) == 0) {
 			log_error("an env named '%s' already exists", name);
 			return 1;
 		}
-		r = env_lock(ctx->store, src, &slock, &e);
-		if (r < 0)
-			return cmd_fail(&e);
 		r = env_load(ctx->store, src, &senv, &e);
 		if (r == -ENOENT) {
 			log_error("no image or env named '%s'", src);

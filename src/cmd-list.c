@@ -177,10 +177,8 @@ int cmd_rmi(int argc, char **argv, struct cmd_ctx *ctx)
 	}
 	if (argc != 2 || argv[1][0] == '-')
 		return cmd_usage_error("expected one IMAGE (see 'ctool rmi --help')");
-	if (!name_is_valid(argv[1])) {
-		log_error("no image named '%s'", argv[1]);
-		return 1;
-	}
+	if (!name_is_valid(argv[1]))
+		return cmd_usage_error("no image named '%s' (not a valid name)", argv[1]);
 	r = lock_name(s, "image", argv[1], LOCK_EX, &ilock, &e);
 	if (r == 0)
 		r = lock_name(s, "store", "layers", LOCK_SH, &slock, &e);

@@ -75,7 +75,7 @@ int cmd_off(int argc, char **argv, struct cmd_ctx *ctx)
 		case 'f': force = true; break;
 		case 't':
 			grace = strtod(optarg, &end);
-			if (*end || grace < 0 || grace > 3600)
+			if (*end || !(grace >= 0 && grace <= 3600))
 				return cmd_usage_error("bad timeout '%s' (seconds, 0 to 3600)", optarg);
 			break;
 		case 'h': fputs(off_usage, stdout); return 0;

@@ -212,8 +212,12 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 		lock = xasprintf("%s.lock", stage);
 		if (!up || !cf || !wk || !lock)
 			return ct_fail(e, ENOMEM, "out of memory");
-		r = copy_tree(src_env->upper, up, e);
-		if (r == 0)
+		/* a source never turned on (or just reset) has no folders yet */
+		if (access(src_env->upper, F_OK) == 0)
+			r = copy_tree(src_env->upper, up, e);
+		else if (mkdir(up, 0755) < 0)
+			r = ct_fail_errno(e, errno, "cannot create '%s'", up);
+		if (r == 0 && access(src_env->conf, F_OK) == 0)
 			r = copy_tree(src_env->conf, cf, e);
 		if (r == 0 && mkdir(wk, 0755) < 0)
 			r = ct_fail_errno(e, errno, "cannot create '%s'", wk);
@@ -406,7 +410,12 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		/* a partial 'on' or 'off' was cut short: start again */
 		log_debug("env '%s': finishing an interrupted on/off", env->row.name);
 		(void)procs_stop(env->root, 1000, NULL);
-		r = mounts_umount_all(env->root, true, e);
+		/* never detach: a busy overlay left alive under a new one on the
+		 * same upper would be two writers of one layer */
+		r = mounts_umount_all(env->root, false, e);
+		if (r == -EBUSY)
+			return ct_fail(e, EBUSY, "env '%s' is half off and still busy; "
+				       "run 'ctool off --force %s'", env->row.name, env->row.name);
 		if (r < 0)
 			return r;
 		was_on = false;
@@ -427,7 +436,12 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
-	/* files in a chosen root would vanish under the overlay */
+	/* files in a chosen root would vanish under the overlay; a chosen
+	 * root that was removed is made again */
+	if (env->row.root[0] && mkdir(env->root, 0755) < 0 && errno != EEXIST) {
+		r = ct_fail_errno(e, errno, "cannot create '%s'", env->root);
+		goto out;
+	}
 	if (env->row.root[0] && !dir_is_empty(env->root)) {
 		r = ct_fail(e, ENOTEMPTY,
 			    "'%s' is not empty: what was written there while the env was off would "
@@ -439,15 +453,22 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
-	if (!env->row.root[0]) {
-		r = store_keep_private(s, e);
-		if (r < 0)
-			goto out;
-	}
 	r = env_make_dirs(env, true, e);
 	if (r < 0)
 		goto out;
-	r = mount_overlay(s, env, e);
+	if (!env->row.root[0]) {
+		/* held until the overlay is private: gc must not release the
+		 * store's private mount in between */
+		_cleanup_close_ int mlock = -1;
+
+		r = lock_name(s, "store", "mount", LOCK_EX, &mlock, e);
+		if (r == 0)
+			r = store_keep_private(s, e);
+		if (r == 0)
+			r = mount_overlay(s, env, e);
+	} else {
+		r = mount_overlay(s, env, e);
+	}
 	if (r < 0)
 		goto out;
 	r = mounts_standard(env->root, o->host_dev, e);

@@ -281,7 +281,13 @@ int mounts_overlay(const char *root, const struct overlay_spec *ov, struct ct_er
 		return ct_fail_errno(e, errno, "cannot mount the overlay on '%s'", root);
 	/* attached under a shared parent it joined the parent's peer group:
 	 * private again, so nothing mounted below it propagates either way */
-	return mounts_make_private(root, e);
+	if (mounts_make_private(root, e) < 0) {
+		int r = -e->code;
+
+		(void)umount2(root, UMOUNT_NOFOLLOW | MNT_DETACH);
+		return r;
+	}
+	return 0;
 fail:
 	{
 		int err = errno;
@@ -549,106 +555,169 @@ static int mnt_entry_cmp(const void *a, const void *b)
 	return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
 }
 
-static int kernel_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+static int entry_add(struct mnt_entry **out, size_t *n, const char *mp, uint64_t id,
+		     struct ct_err *e)
 {
-	union {
-		struct ct_statmount sm;
-		char raw[8192];
-	} buf;
-	uint64_t *queue = NULL, id = 0;
-	size_t qn = 0, qcap = 0, qi, n = 0, i;
-	struct mnt_entry *out = NULL;
-	bool is_root = false, top = true;
-	int r;
+	struct mnt_entry *no = realloc(*out, (*n + 1) * sizeof(*no));
+	const char *c;
 
-	r = kmnt_id(path, &id, &is_root);
-	if (r == -ENOSYS)
-		return r;
-	if (r < 0)
-		return ct_fail_errno(e, -r, "cannot stat '%s'", path);
-	if (kstatmount(id, CT_STATMOUNT_MNT_POINT, &buf.sm, sizeof(buf)) < 0)
-		return -ENOSYS;
-	queue = malloc(64 * sizeof(*queue));
-	if (!queue)
+	if (!no)
 		return ct_fail(e, ENOMEM, "out of memory");
-	qcap = 64;
-	queue[qn++] = id;
-	for (qi = 0; qi < qn; qi++) {
-		struct ct_mnt_id_req req = { .size = CT_MNT_ID_REQ_SIZE_VER0, .mnt_id = queue[qi] };
-		uint64_t kids[256];
-		long got;
-		bool want = true;
+	*out = no;
+	no[*n].path = strdup(mp);
+	if (!no[*n].path)
+		return ct_fail(e, ENOMEM, "out of memory");
+	no[*n].id = id;
+	no[*n].depth = 0;
+	for (c = mp; *c; c++)
+		no[*n].depth += *c == '/';
+	(*n)++;
+	return 0;
+}
 
-		if (!(top && !is_root)) {
-			/* the mount holding path is listed only when path is its root */
-			if (kstatmount(queue[qi], CT_STATMOUNT_MNT_POINT, &buf.sm, sizeof(buf)) < 0)
-				continue; /* gone meanwhile */
-			want = path_is_under(buf.sm.str + buf.sm.mnt_point, path);
-			if (want) {
-				struct mnt_entry *no = realloc(out, (n + 1) * sizeof(*no));
-				const char *c;
+/* Sort the entries deepest first and hand their paths over. */
+static int entries_finish(struct mnt_entry *out, size_t n, char ***ret, size_t *ret_n,
+			  struct ct_err *e)
+{
+	size_t i;
 
-				if (!no) {
-					r = ct_fail(e, ENOMEM, "out of memory");
-					goto fail;
-				}
-				out = no;
-				out[n].path = strdup(buf.sm.str + buf.sm.mnt_point);
-				out[n].id = queue[qi];
-				out[n].depth = 0;
-				if (!out[n].path) {
-					r = ct_fail(e, ENOMEM, "out of memory");
-					goto fail;
-				}
-				for (c = out[n].path; *c; c++)
-					out[n].depth += *c == '/';
-				n++;
-			}
-		}
-		top = false;
-		if (!want)
-			continue; /* nothing below a mount outside path is inside it */
-		do {
-			got = syscall(SYS_listmount, &req, kids, ARRAY_SIZE(kids), 0);
-			if (got < 0) {
-				r = ct_fail_errno(e, errno, "cannot list the mounts below '%s'", path);
-				goto fail;
-			}
-			for (i = 0; i < (size_t)got; i++) {
-				if (qn == qcap) {
-					uint64_t *nq = realloc(queue, qcap * 2 * sizeof(*nq));
-
-					if (!nq) {
-						r = ct_fail(e, ENOMEM, "out of memory");
-						goto fail;
-					}
-					queue = nq;
-					qcap *= 2;
-				}
-				queue[qn++] = kids[i];
-			}
-			if (got > 0)
-				req.param = kids[got - 1];
-		} while (got == (long)ARRAY_SIZE(kids));
-	}
 	qsort(out, n, sizeof(*out), mnt_entry_cmp);
 	*ret = calloc(n + 1, sizeof(char *));
 	if (!*ret) {
-		r = ct_fail(e, ENOMEM, "out of memory");
-		goto fail;
+		for (i = 0; i < n; i++)
+			free(out[i].path);
+		free(out);
+		return ct_fail(e, ENOMEM, "out of memory");
 	}
 	for (i = 0; i < n; i++)
 		(*ret)[i] = out[i].path;
 	*ret_n = n;
 	free(out);
-	free(queue);
 	return 0;
-fail:
-	for (i = 0; i < n; i++)
-		free(out[i].path);
-	free(out);
-	free(queue);
-	return r;
+}
+
+/* path is a mount point: listmount gives every mount below it (the whole
+ * subtree, in one call), statmount their paths. */
+static int kernel_list_tree(const char *path, uint64_t id, char ***ret, size_t *ret_n,
+			    struct ct_err *e)
+{
+	union {
+		struct ct_statmount sm;
+		char raw[8192];
+	} buf;
+	struct ct_mnt_id_req req = { .size = CT_MNT_ID_REQ_SIZE_VER0, .mnt_id = id };
+	struct mnt_entry *out = NULL;
+	uint64_t kids[512];
+	size_t n = 0, i;
+	long got;
+	int r = entry_add(&out, &n, path, id, e);
+
+	while (r == 0) {
+		got = syscall(SYS_listmount, &req, kids, ARRAY_SIZE(kids), 0);
+		if (got < 0) {
+			r = ct_fail_errno(e, errno, "cannot list the mounts below '%s'", path);
+			break;
+		}
+		for (i = 0; r == 0 && i < (size_t)got; i++) {
+			r = kstatmount(kids[i], CT_STATMOUNT_MNT_POINT, &buf.sm, sizeof(buf));
+			if (r == -ENOENT) {
+				r = 0; /* unmounted meanwhile */
+				continue;
+			}
+			if (r < 0) {
+				r = ct_fail_errno(e, -r, "cannot describe a mount below '%s'", path);
+				break;
+			}
+			r = entry_add(&out, &n, buf.sm.str + buf.sm.mnt_point, kids[i], e);
+		}
+		if (r < 0 || got < (long)ARRAY_SIZE(kids))
+			break;
+		req.param = kids[got - 1];
+	}
+	if (r < 0) {
+		for (i = 0; i < n; i++)
+			free(out[i].path);
+		free(out);
+		return r;
+	}
+	return entries_finish(out, n, ret, ret_n, e);
+}
+
+/* Undo mountinfo's octal escapes (\040 for a blank) in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* path is no mount point: the mounts below it hang off the mount holding
+ * it, whose subtree may be every mount of the host; one pass over the
+ * kernel's mountinfo text is cheaper than describing each of them. */
+static int mountinfo_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+{
+	_cleanup_free_ char *info = NULL;
+	struct mnt_entry *out = NULL;
+	size_t n = 0, i;
+	char *line, *save = NULL;
+	int r = read_file("/proc/self/mountinfo", &info, NULL);
+
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot read the mount table");
+	uint64_t seq = 0;
+
+	for (line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *mp = line;
+		int f;
+
+		seq++; /* later lines are later mounts: on one point, upper ones */
+		for (f = 0; f < 4 && mp; f++) {
+			mp = strchr(mp, ' ');
+			if (mp)
+				mp++;
+		}
+		if (!mp)
+			continue;
+		*strchrnul(mp, ' ') = '\0';
+		unescape(mp);
+		if (!path_is_under(mp, path))
+			continue;
+		r = entry_add(&out, &n, mp, seq, e);
+		if (r < 0) {
+			for (i = 0; i < n; i++)
+				free(out[i].path);
+			free(out);
+			return r;
+		}
+	}
+	return entries_finish(out, n, ret, ret_n, e);
+}
+
+static int kernel_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
+{
+	struct ct_statmount sm;
+	uint64_t id = 0;
+	bool is_root = false;
+	int r = kmnt_id(path, &id, &is_root);
+
+	if (r == -ENOSYS)
+		return r;
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot stat '%s'", path);
+	if (!is_root)
+		return mountinfo_list_under(path, ret, ret_n, e);
+	if (kstatmount(id, CT_STATMOUNT_MNT_BASIC, &sm, sizeof(sm)) == -ENOSYS)
+		return -ENOSYS;
+	return kernel_list_tree(path, id, ret, ret_n, e);
 }
 
 int mounts_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)

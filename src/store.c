@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "lock.h"
 #include "log.h"
@@ -179,16 +180,20 @@ int store_trash_flush(struct store *s, bool wait, struct ct_err *e)
 	}
 	if (trash_is_empty(s))
 		return 0;
-	/* Detach a child that empties the trash in the background: it takes
-	 * the lock without waiting, so one deleter runs at a time, and a
-	 * waiting gc finishes whatever it leaves. Not waited for: it is
-	 * reparented when this short-lived command exits. */
+	/* Detach a process that empties the trash in the background: it
+	 * takes the lock without waiting, so one deleter runs at a time, and
+	 * a waiting gc finishes whatever it leaves. */
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
 		return ct_fail_errno(e, errno, "cannot fork");
 	if (pid == 0) {
 		int fd, sfd;
+
+		/* a grandchild, so that it is nobody's child once this one
+		 * exits ('run' becomes the user's command right after) */
+		if (fork() != 0)
+			_exit(0);
 
 		/* keep none of the parent's fds: an env lock inherited here
 		 * would be held for as long as the deletion takes */
@@ -210,6 +215,7 @@ int store_trash_flush(struct store *s, bool wait, struct ct_err *e)
 			(void)trash_empty(s, NULL);
 		_exit(0);
 	}
+	(void)waitpid(pid, NULL, 0);
 	return 0;
 }
 
@@ -275,39 +281,50 @@ int store_tmp_clean(struct store *s, struct ct_err *e)
 	return r;
 }
 
+/* The id of the mount at the store's path (0 when unknown). */
+static uint64_t store_mnt_id(const struct store *s)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, s->path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) < 0 ||
+	    !(stx.stx_mask & STATX_MNT_ID))
+		return 0;
+	return stx.stx_mnt_id;
+}
+
 int store_keep_private(struct store *s, struct ct_err *e)
 {
-	_cleanup_close_ int lock = -1;
-	bool shared = false;
+	_cleanup_free_ char *mark = store_path(s, "locks/private-bind");
+	bool shared = false, made;
+	char id[32];
 	int r = mounts_is_shared(s->path, &shared, e);
 
 	if (r < 0 || !shared)
 		return r;
-	r = lock_name(s, "store", "mount", LOCK_EX, &lock, e);
-	if (r < 0)
-		return r;
-	r = mounts_is_shared(s->path, &shared, e);
-	if (r < 0 || !shared)
-		return r;
 	log_debug("making the store '%s' a private mount", s->path);
-	return mounts_make_private(s->path, e);
+	made = !path_is_mountpoint(s->path);
+	r = mounts_make_private(s->path, e);
+	if (r < 0 || !made)
+		return r;
+	/* remember which mount is ours, so gc never unmounts an admin's */
+	snprintf(id, sizeof(id), "%llu\n", (unsigned long long)store_mnt_id(s));
+	(void)write_file_atomic(mark, id, strlen(id), 0600);
+	return 0;
 }
 
 int store_release_private(struct store *s, struct ct_err *e)
 {
 	_cleanup_close_ int lock = -1;
-	_cleanup_free_ char *parent = NULL;
+	_cleanup_free_ char *mark = store_path(s, "locks/private-bind"), *text = NULL;
 	char **list = NULL;
 	size_t n = 0;
-	struct stat a, b;
 	int r;
 
-	if (!path_is_mountpoint(s->path))
+	if (!path_is_mountpoint(s->path) || !mark)
 		return 0;
-	/* only a bind of the parent's filesystem is ours; a filesystem
-	 * mounted on the store by the admin stays */
-	parent = xasprintf("%s/..", s->path);
-	if (!parent || stat(s->path, &a) < 0 || stat(parent, &b) < 0 || a.st_dev != b.st_dev)
+	/* only the bind store_keep_private made is ours: a filesystem or a
+	 * bind the admin mounted on the store stays */
+	if (read_file(mark, &text, NULL) < 0 || strtoull(text, NULL, 10) != store_mnt_id(s))
 		return 0;
 	r = lock_name(s, "store", "mount", LOCK_EX, &lock, e);
 	if (r < 0)
@@ -316,8 +333,12 @@ int store_release_private(struct store *s, struct ct_err *e)
 	if (r < 0)
 		return r;
 	/* lazily: this very command holds an fd in it */
-	if (n == 1 && umount2(s->path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
-		r = ct_fail_errno(e, errno, "cannot unmount '%s'", s->path);
+	if (n == 1) {
+		if (umount2(s->path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
+			r = ct_fail_errno(e, errno, "cannot unmount '%s'", s->path);
+		else
+			(void)unlink(mark);
+	}
 	mounts_list_free(list, n);
 	return r;
 }

@@ -23,7 +23,8 @@ char *store_path(const struct store *s, const char *fmt, ...) __attribute__((for
 
 /* When the mount that holds the store is shared (as systemd makes '/'),
  * make the store a private mount of its own, so the envs mounted in it
- * never propagate to other mount namespaces. Cheap when nothing to do. */
+ * never propagate to other mount namespaces. Cheap when nothing to do.
+ * The caller holds lock_name(s, "store", "mount", LOCK_EX). */
 int store_keep_private(struct store *s, struct ct_err *e);
 
 /* Undo store_keep_private's bind when nothing is mounted below it. */

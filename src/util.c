@@ -170,13 +170,11 @@ static int rm_contents_onefs(int dfd, uint64_t mnt, dev_t dev, const char *what,
 	struct dirent *de;
 	int r = 0;
 
-	int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
-	if (dup_fd < 0)
-		return ct_fail_errno(e, errno, "cannot read '%s'", what);
-	d = fdopendir(dup_fd);
+	/* the stream owns dfd: one fd per level of the tree */
+	d = fdopendir(dfd);
 	if (!d) {
 		r = ct_fail_errno(e, errno, "cannot read '%s'", what);
-		(void)close(dup_fd);
+		(void)close(dfd);
 		return r;
 	}
 	while ((de = readdir(d))) {
@@ -221,7 +219,7 @@ static int rm_contents_onefs(int dfd, uint64_t mnt, dev_t dev, const char *what,
 static int rm_tree_at(int pfd, const char *name, uint64_t mnt, dev_t dev, const char *what,
 		      struct ct_err *e)
 {
-	_cleanup_close_ int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	uint64_t m;
 	int r;
@@ -231,12 +229,17 @@ static int rm_tree_at(int pfd, const char *name, uint64_t mnt, dev_t dev, const 
 			return 0;
 		return ct_fail_errno(e, errno, "cannot open '%s'", what);
 	}
-	if (fstat(fd, &st) < 0)
-		return ct_fail_errno(e, errno, "cannot stat '%s'", what);
+	if (fstat(fd, &st) < 0) {
+		r = ct_fail_errno(e, errno, "cannot stat '%s'", what);
+		(void)close(fd);
+		return r;
+	}
 	m = fd_mnt_id(fd);
-	if (st.st_dev != dev || (mnt && m && m != mnt))
+	if (st.st_dev != dev || (mnt && m && m != mnt)) {
+		(void)close(fd);
 		return ct_fail(e, EXDEV, "refusing to delete across a mount point at '%s'", what);
-	r = rm_contents_onefs(fd, mnt, dev, what, e);
+	}
+	r = rm_contents_onefs(fd, mnt, dev, what, e); /* closes fd */
 	if (r < 0)
 		return r;
 	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
@@ -246,6 +249,8 @@ static int rm_tree_at(int pfd, const char *name, uint64_t mnt, dev_t dev, const 
 
 int rm_tree_onefs(int dirfd, const char *name, struct ct_err *e)
 {
+	_cleanup_close_ int own = -1;
+	const char *base = name;
 	struct stat st;
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -258,7 +263,25 @@ int rm_tree_onefs(int dirfd, const char *name, struct ct_err *e)
 			return ct_fail_errno(e, errno, "cannot delete '%s'", name);
 		return 0;
 	}
-	return rm_tree_at(dirfd, name, fd_mnt_id(dirfd), st.st_dev, name, e);
+	if (dirfd == AT_FDCWD) {
+		/* the mount to stay on is that of the folder holding name, not
+		 * that of the current directory */
+		_cleanup_free_ char *parent = strdup(name);
+		char *slash = parent ? strrchr(parent, '/') : NULL;
+
+		if (!parent)
+			return ct_fail(e, ENOMEM, "out of memory");
+		if (slash == parent)
+			slash[1] = '\0';
+		else if (slash)
+			*slash = '\0';
+		own = open(slash ? parent : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (own < 0)
+			return ct_fail_errno(e, errno, "cannot open the folder of '%s'", name);
+		dirfd = own;
+		base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+	}
+	return rm_tree_at(dirfd, base, fd_mnt_id(dirfd), st.st_dev, name, e);
 }
 
 bool dir_is_empty(const char *path)

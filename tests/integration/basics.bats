@@ -408,3 +408,29 @@ catalog_file() {
 	done
 	rm -f "$cat"
 }
+
+@test "clone from an env that was never on, and from one just reset" {
+	base_image
+	ctool clone base a
+	run ctool clone a b
+	assert_status 0
+	ctool run a -- /bin/sh -c 'echo x >/f'
+	ctool off a
+	ctool reset a
+	run ctool clone a c
+	assert_status 0
+	run ctool run c -- /bin/cat /f
+	[ "$status" -ne 0 ] || fail "a reset source still gave its change: $output"
+}
+
+@test "off -t takes seconds from 0 to 3600 and nothing else" {
+	base_image
+	ctool clone base e
+	for t in nan -1 3601 x; do
+		run --separate-stderr ctool off -t "$t" e
+		assert_status 2
+		assert_one_error_line "ctool: off: "
+	done
+	run ctool off -t 0.5 e
+	assert_status 0
+}

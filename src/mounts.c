@@ -575,12 +575,19 @@ static int entry_add(struct mnt_entry **out, size_t *n, const char *mp, uint64_t
 	return 0;
 }
 
-/* Sort the entries deepest first and hand their paths over. */
-static int entries_finish(struct mnt_entry *out, size_t n, char ***ret, size_t *ret_n,
+/* After a walk that returned r: on success sort the entries deepest
+ * first and hand their paths over; on failure free them. */
+static int entries_finish(int r, struct mnt_entry *out, size_t n, char ***ret, size_t *ret_n,
 			  struct ct_err *e)
 {
 	size_t i;
 
+	if (r < 0) {
+		for (i = 0; i < n; i++)
+			free(out[i].path);
+		free(out);
+		return r;
+	}
 	qsort(out, n, sizeof(*out), mnt_entry_cmp);
 	*ret = calloc(n + 1, sizeof(char *));
 	if (!*ret) {
@@ -634,13 +641,7 @@ static int kernel_list_tree(const char *path, uint64_t id, char ***ret, size_t *
 			break;
 		req.param = kids[got - 1];
 	}
-	if (r < 0) {
-		for (i = 0; i < n; i++)
-			free(out[i].path);
-		free(out);
-		return r;
-	}
-	return entries_finish(out, n, ret, ret_n, e);
+	return entries_finish(r, out, n, ret, ret_n, e);
 }
 
 /* Undo mountinfo's octal escapes (\040 for a blank) in place. */
@@ -667,7 +668,7 @@ static int mountinfo_list_under(const char *path, char ***ret, size_t *ret_n, st
 {
 	_cleanup_free_ char *info = NULL;
 	struct mnt_entry *out = NULL;
-	size_t n = 0, i;
+	size_t n = 0;
 	char *line, *save = NULL;
 	int r = read_file("/proc/self/mountinfo", &info, NULL);
 
@@ -692,14 +693,10 @@ static int mountinfo_list_under(const char *path, char ***ret, size_t *ret_n, st
 		if (!path_is_under(mp, path))
 			continue;
 		r = entry_add(&out, &n, mp, seq, e);
-		if (r < 0) {
-			for (i = 0; i < n; i++)
-				free(out[i].path);
-			free(out);
-			return r;
-		}
+		if (r < 0)
+			break;
 	}
-	return entries_finish(out, n, ret, ret_n, e);
+	return entries_finish(r, out, n, ret, ret_n, e);
 }
 
 static int kernel_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)

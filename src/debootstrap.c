@@ -16,7 +16,8 @@
 #define DEBOOTSTRAP_PATH "/usr/sbin/debootstrap"
 #endif
 
-volatile int debootstrap_interrupted;
+/* set by the signal handler while debootstrap runs */
+static volatile sig_atomic_t debootstrap_interrupted;
 static pid_t deboot_pid;
 
 static void on_signal(int sig)

@@ -24,7 +24,4 @@ char *debootstrap_host_mirror(void);
  * Its mounts below target are undone before returning. */
 int debootstrap_run(const char *target, const struct debootstrap_opts *o, struct ct_err *e);
 
-/* Set by the signal handler while debootstrap runs. */
-extern volatile int debootstrap_interrupted;
-
 #endif

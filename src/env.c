@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#include "dispatch.h"
 #include "env.h"
 #include "exec.h"
 #include "lock.h"

@@ -19,9 +19,9 @@ struct exec_opts {
 };
 
 /* Fork, enter the env and exec; wait (up to o->timeout_ms) and return
- * the exit status the way
- * a shell reports it (128+N for signal N; 126 not executable, 127 not
- * found). A failure before the child enters returns -errno with *e. */
+ * the exit status the way a shell reports it (128+N for signal N; 126
+ * not executable, 127 not found). A failure before the child enters
+ * returns -errno with *e. */
 int exec_in_env(const struct exec_opts *o, int *ret_status, struct ct_err *e);
 
 /* Enter the env and exec in this very process (no fork, no wait: the

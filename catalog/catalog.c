@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "catalog.h"
+#include "sqlite-load.h"
 #include "util.h"
 
 /* How long a command waits for another one holding the write lock. */
@@ -549,6 +550,9 @@ int catalog_open(const char *path, struct catalog **ret, struct ct_err *e)
 	int64_t version;
 	int r;
 
+	r = sqlite_load(e);
+	if (r < 0)
+		return r;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return ct_fail(e, ENOMEM, "out of memory");

@@ -661,22 +661,52 @@ static void unescape(char *s)
 	*o = '\0';
 }
 
+/* Open the mount table as a process whose root is path sees it: the
+ * kernel then shows only the mounts below path, with paths relative to
+ * it, and skips the others before formatting them, so reading it costs
+ * little however many mounts the host has (hundreds of envs on). The
+ * table keeps the root it was opened with, so the root is changed only
+ * around the open, and always restored. -errno when path cannot be a
+ * root. */
+static int mountinfo_open_below(const char *path)
+{
+	_cleanup_close_ int proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int fd, err;
+
+	if (proc < 0 || root < 0 || cwd < 0)
+		return -errno;
+	if (chroot(path) < 0)
+		return -errno;
+	fd = openat(proc, "thread-self/mountinfo", O_RDONLY | O_CLOEXEC);
+	err = errno;
+	if (fchdir(root) < 0 || chroot(".") < 0 || fchdir(cwd) < 0) {
+		log_error("cannot restore the root directory: %m");
+		_exit(125);
+	}
+	return fd < 0 ? -err : fd;
+}
+
 /* path is no mount point: the mounts below it hang off the mount holding
- * it, whose subtree may be every mount of the host; one pass over the
- * kernel's mountinfo text is cheaper than describing each of them. */
+ * it, whose subtree may be every mount of the host. The scoped table
+ * (mountinfo_open_below) lists just them; the whole table is the
+ * fallback. */
 static int mountinfo_list_under(const char *path, char ***ret, size_t *ret_n, struct ct_err *e)
 {
 	_cleanup_free_ char *info = NULL;
+	_cleanup_close_ int fd = mountinfo_open_below(path);
 	struct mnt_entry *out = NULL;
 	size_t n = 0;
 	char *line, *save = NULL;
-	int r = read_file("/proc/self/mountinfo", &info, NULL);
+	uint64_t seq = 0;
+	int r;
 
+	r = fd >= 0 ? read_fd(fd, &info, NULL) : read_file("/proc/self/mountinfo", &info, NULL);
 	if (r < 0)
 		return ct_fail_errno(e, -r, "cannot read the mount table");
-	uint64_t seq = 0;
-
 	for (line = strtok_r(info, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		_cleanup_free_ char *full = NULL;
 		char *mp = line;
 		int f;
 
@@ -690,6 +720,18 @@ static int mountinfo_list_under(const char *path, char ***ret, size_t *ret_n, st
 			continue;
 		*strchrnul(mp, ' ') = '\0';
 		unescape(mp);
+		if (fd >= 0) {
+			/* relative to path */
+			if (strcmp(mp, "/") == 0)
+				full = strdup(path);
+			else
+				full = xasprintf("%s%s", strcmp(path, "/") == 0 ? "" : path, mp);
+			if (!full) {
+				r = ct_fail(e, ENOMEM, "out of memory");
+				break;
+			}
+			mp = full;
+		}
 		if (!path_is_under(mp, path))
 			continue;
 		r = entry_add(&out, &n, mp, seq, e);

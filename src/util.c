@@ -66,11 +66,17 @@ int mkdir_p(const char *path, mode_t mode)
 int read_file(const char *path, char **ret, size_t *ret_len)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0, cap = 0;
 
 	if (fd < 0)
 		return -errno;
+	return read_fd(fd, ret, ret_len);
+}
+
+int read_fd(int fd, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0, cap = 0;
+
 	for (;;) {
 		ssize_t n;
 

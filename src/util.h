@@ -59,6 +59,8 @@ int mkdir_p(const char *path, mode_t mode);
 /* Read a whole small file into a NUL-terminated buffer the caller frees.
  * Returns 0 or -errno. */
 int read_file(const char *path, char **ret, size_t *ret_len);
+/* The same, from an open fd (left open). */
+int read_fd(int fd, char **ret, size_t *ret_len);
 
 /* Write data to path atomically (temp file + rename). 0 or -errno. */
 int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode);

@@ -82,18 +82,35 @@ static bool layer_known(struct store *s, const char *id)
 
 int cmd_gc(int argc, char **argv, struct cmd_ctx *ctx)
 {
+	static const char usage[] = "usage: ctool gc [--trash [--no-wait]]\n";
 	struct store *s = ctx->store;
 	struct ct_err e = { 0 };
 	_cleanup_close_ int slock = -1;
-	int r;
+	bool trash_only = false, no_wait = false;
+	int i, r;
 
-	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		fputs("usage: ctool gc\n", stdout);
-		return 0;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--trash") == 0) {
+			trash_only = true;
+		} else if (strcmp(argv[i], "--no-wait") == 0) {
+			no_wait = true;
+		} else {
+			return cmd_usage_error("unknown argument '%s' (see 'ctool gc --help')",
+					       argv[i]);
+		}
 	}
-	if (argc != 1)
-		return cmd_usage_error("gc takes no arguments");
-	r = lock_name(s, "store", "layers", LOCK_EX, &slock, &e);
+	if (no_wait && !trash_only)
+		return cmd_usage_error("--no-wait goes with --trash");
+	if (trash_only) {
+		r = no_wait ? store_trash_empty_nowait(s, &e) : store_trash_flush(s, true, &e);
+		return r < 0 ? cmd_fail(&e) : 0;
+	}
+	r = store_open_catalog(s, &e);
+	if (r == 0)
+		r = lock_name(s, "store", "layers", LOCK_EX, &slock, &e);
 	if (r == 0)
 		r = store_tmp_clean(s, &e);
 	if (r == 0)

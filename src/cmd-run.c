@@ -169,6 +169,17 @@ int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 		free(a.cmd);
 		return r < 0 ? 0 : r;
 	}
+	/* an env that is on needs no catalog (see env_load_on) */
+	if (a.first && !a.dir && a.n_binds == 0 && a.n_cmd > 0 && name_is_valid(a.first)) {
+		if (env_lock(ctx->store, a.first, &lock, &e) < 0)
+			goto fail;
+		if (env_load_on(ctx->store, a.first, &env) == 0)
+			goto enter;
+		(void)close(lock);
+		lock = -1;
+	}
+	if (store_open_catalog(ctx->store, &e) < 0)
+		goto fail;
 	if (a.first) {
 		struct catalog_env row;
 		struct env *here = NULL;
@@ -199,13 +210,6 @@ int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 		free(a.cmd);
 		return r == EXIT_USAGE ? r : EXIT_RUN_FAIL;
 	}
-	cmdv = a.cmd;
-	if (a.n_cmd == 1 && strpbrk(a.cmd[0], " \t\n")) {
-		r = dispatch_split(a.cmd[0], &split, &e);
-		if (r < 0)
-			goto fail;
-		cmdv = split;
-	}
 	if (!env_is_on(env) || !env->row.want_on || a.n_binds) {
 		struct env_on_opts o = { .host_dev = a.host_dev, .binds = a.binds,
 					 .n_binds = a.n_binds };
@@ -213,6 +217,16 @@ int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 		r = env_on(ctx->store, env, &o, &e);
 		if (r < 0)
 			goto fail;
+	} else {
+		env_record_on(ctx->store, env); /* on before the record existed */
+	}
+enter:
+	cmdv = a.cmd;
+	if (a.n_cmd == 1 && strpbrk(a.cmd[0], " \t\n")) {
+		r = dispatch_split(a.cmd[0], &split, &e);
+		if (r < 0)
+			goto fail;
+		cmdv = split;
 	}
 	r = run_host_cmd(env, cmdv, &e);
 	if (r < 0)

@@ -12,7 +12,10 @@
 #include "log.h"
 #include "util.h"
 
-enum { NEED_STORE = 1 << 0 };
+enum {
+	NEED_STORE = 1 << 0,
+	LAZY_CATALOG = 1 << 1, /* the command opens the catalog when it needs it */
+};
 
 struct command {
 	const char *name;
@@ -26,7 +29,7 @@ static const struct command commands[] = {
 	{ "clone", cmd_clone, NEED_STORE, "make an env from an image or an env" },
 	{ "on", cmd_on, NEED_STORE, "mount an env's overlay and binds" },
 	{ "off", cmd_off, NEED_STORE, "stop an env's processes and unmount it" },
-	{ "run", cmd_run, NEED_STORE, "run a command inside an env" },
+	{ "run", cmd_run, NEED_STORE | LAZY_CATALOG, "run a command inside an env" },
 	{ "reset", cmd_reset, NEED_STORE, "throw an env's changes away" },
 	{ "rm", cmd_rm, NEED_STORE, "remove an env" },
 	{ "list", cmd_list, NEED_STORE, "list envs" },
@@ -34,7 +37,7 @@ static const struct command commands[] = {
 	{ "info", cmd_info, NEED_STORE, "show an env" },
 	{ "rmi", cmd_rmi, NEED_STORE, "remove an image" },
 	{ "bind", cmd_bind, NEED_STORE, "add a bind to an env's tool.conf" },
-	{ "gc", cmd_gc, NEED_STORE, "finish deletions and clean up" },
+	{ "gc", cmd_gc, NEED_STORE | LAZY_CATALOG, "finish deletions and clean up" },
 };
 
 static void usage(FILE *f)
@@ -225,7 +228,7 @@ int main(int argc, char **argv)
 	    !(argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))) {
 		struct ct_err e = { 0 };
 
-		if (store_open(ctx.store_path, &ctx.store, &e) < 0) {
+		if (store_open(ctx.store_path, !(cmd->flags & LAZY_CATALOG), &ctx.store, &e) < 0) {
 			cmd_fail(&e);
 			return cmd->fn == cmd_run ? 125 : 1;
 		}

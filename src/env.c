@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,6 +145,100 @@ bool env_is_on(const struct env *env)
 	return path_is_mountpoint(env->root);
 }
 
+/* The record of an env that is on: on/NAME holds its id and root, so
+ * 'run' on an env that is on needs no catalog. It is written after the
+ * catalog says the env is on and removed before anything turns it off;
+ * a record left by a crash or a reboot names a root that is no longer a
+ * mount point, and is then ignored. It is never fsynced for the same
+ * reason. */
+void env_record_on(struct store *s, const struct env *env)
+{
+	_cleanup_free_ char *data = xasprintf("%s\n%s\n", env->row.id, env->root);
+	char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
+	_cleanup_close_ int fd = -1;
+	ssize_t n;
+
+	if (!data || strchr(env->root, '\n'))
+		return;
+	snprintf(name, sizeof(name), "on/%s", env->row.name);
+	snprintf(tmp, sizeof(tmp), "on/.%s.%d", env->row.name, (int)getpid());
+	fd = openat(s->dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	n = write(fd, data, strlen(data));
+	if (n != (ssize_t)strlen(data) || renameat(s->dfd, tmp, s->dfd, name) < 0)
+		(void)unlinkat(s->dfd, tmp, 0);
+}
+
+void env_record_off(struct store *s, const char *name)
+{
+	char path[NAME_MAX + 1];
+
+	snprintf(path, sizeof(path), "on/%s", name);
+	(void)unlinkat(s->dfd, path, 0);
+}
+
+static bool is_uuid(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? id[i] != '-' : !strchr("0123456789abcdef", id[i]) || !id[i])
+			return false;
+	}
+	return id[36] == '\0';
+}
+
+int env_load_on(struct store *s, const char *name, struct env **ret)
+{
+	char path[NAME_MAX + 1], buf[PATH_MAX + 64], *nl, *root;
+	_cleanup_close_ int fd = -1;
+	struct env *env;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "on/%s", name);
+	fd = openat(s->dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -ENOENT;
+	buf[n] = '\0';
+	nl = strchr(buf, '\n');
+	if (!nl)
+		return -ENOENT;
+	*nl = '\0';
+	root = nl + 1;
+	nl = strchr(root, '\n');
+	if (!nl || nl[1] || root[0] != '/' || !is_uuid(buf))
+		return -ENOENT;
+	*nl = '\0';
+	env = calloc(1, sizeof(*env));
+	if (!env)
+		return -ENOMEM;
+	snprintf(env->row.name, sizeof(env->row.name), "%s", name);
+	memcpy(env->row.id, buf, 37); /* is_uuid: 36 characters and a NUL */
+	env->row.want_on = true;
+	if (env_paths(s, env) < 0) {
+		env_free(env);
+		return -ENOMEM;
+	}
+	if (strcmp(env->root, root) != 0) {
+		/* a chosen root */
+		snprintf(env->row.root, sizeof(env->row.root), "%s", root);
+		free(env->root);
+		env->root = strdup(root);
+	}
+	if (!env->root || !env_is_on(env)) {
+		env_free(env);
+		return -ENOENT;
+	}
+	*ret = env;
+	return 0;
+}
+
 /* Check a root chosen with -d: absolute after resolution, outside the
  * store, and an empty (or missing, then created) directory. */
 static int root_prepare(struct store *s, const char *dir, char **ret, struct ct_err *e)
@@ -261,6 +356,8 @@ static void boot_id(char ret[40])
 /* The kernel leaves work/work/incompat/volatile behind a volatile mount.
  * Found at 'on': when the host has rebooted since the env was last on,
  * its unsynced changes cannot be trusted, so the env is reset. */
+static int env_drop_layer(struct store *s, struct env *env, struct ct_err *e);
+
 static int volatile_recover(struct store *s, struct env *env, struct ct_err *e)
 {
 	_cleanup_free_ char *flag = xasprintf("%s/work/incompat/volatile", env->work);
@@ -276,7 +373,9 @@ static int volatile_recover(struct store *s, struct env *env, struct ct_err *e)
 	if (strcmp(now, env->row.boot_id) != 0) {
 		log_warn("env '%s' is volatile and the host went down while it was on: "
 			 "its changes are discarded", env->row.name);
-		return env_reset(s, env, e);
+		/* 'run' may be the caller, which becomes the user's command: it
+		 * starts no deleter; the next reset, rm or gc empties the trash */
+		return env_drop_layer(s, env, e);
 	}
 	/* same boot: the page cache still holds what was written */
 	return rm_tree_onefs(AT_FDCWD, incompat, e);
@@ -425,8 +524,12 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			return r;
 	}
-	if (was_on)
-		return add_binds(s, env, o, e);
+	if (was_on) {
+		r = add_binds(s, env, o, e);
+		if (r == 0)
+			env_record_on(s, env);
+		return r;
+	}
 	r = env_binds(s, env, &binds, &n_binds, e);
 	if (r < 0)
 		return r;
@@ -487,6 +590,7 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		goto undo_mounts;
 	env->row.want_on = true;
 	snprintf(env->row.boot_id, sizeof(env->row.boot_id), "%s", boot);
+	env_record_on(s, env);
 	goto out;
 undo_mounts:
 	{
@@ -519,6 +623,7 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 {
 	int r;
 
+	env_record_off(s, env->row.name);
 	if (env->row.want_on) {
 		r = catalog_env_set_on(s->cat, env->row.name, false, env->row.boot_id, e);
 		if (r < 0)
@@ -571,18 +676,25 @@ static int env_check_unmounted(const struct env *env, struct ct_err *e)
 	return r < 0 ? r : mounts_check_none(env->dir, e);
 }
 
-int env_reset(struct store *s, struct env *env, struct ct_err *e)
+/* Move the upper layer and workdir to the trash; the caller empties it. */
+static int env_drop_layer(struct store *s, struct env *env, struct ct_err *e)
 {
 	int r = env_check_unmounted(env, e);
 
 	if (r < 0)
 		return r;
+	env_record_off(s, env->row.name);
 	r = store_trash(s, env->upper, e);
 	if (r == 0)
 		r = store_trash(s, env->work, e);
-	if (r < 0)
-		return r;
-	return store_trash_flush(s, false, e);
+	return r;
+}
+
+int env_reset(struct store *s, struct env *env, struct ct_err *e)
+{
+	int r = env_drop_layer(s, env, e);
+
+	return r < 0 ? r : store_trash_flush(s, false, e);
 }
 
 int env_remove(struct store *s, struct env *env, struct ct_err *e)
@@ -591,6 +703,7 @@ int env_remove(struct store *s, struct env *env, struct ct_err *e)
 
 	if (r < 0)
 		return r;
+	env_record_off(s, env->row.name);
 	/* the row goes first: a folder without a row is an orphan gc removes */
 	r = catalog_env_remove(s->cat, env->row.name, e);
 	if (r < 0)

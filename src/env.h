@@ -53,6 +53,15 @@ bool env_has_file(const struct env *env, const char *path, bool exec);
 /* Is the env on (its root a mount point)? */
 bool env_is_on(const struct env *env);
 
+/* The record of an env that is on (<store>/on/NAME: its id and root),
+ * written by env_on and removed by off, reset and rm. env_load_on loads
+ * env 'name' from it without the catalog, when it is there and the
+ * root it names is a mount point; else -ENOENT. Only what 'run' needs
+ * is set: the name, id, want_on and the paths. */
+void env_record_on(struct store *s, const struct env *env);
+void env_record_off(struct store *s, const char *name);
+int env_load_on(struct store *s, const char *name, struct env **ret);
+
 /* Make env 'name' from image 'image' (instant) or, when src_env is
  * given, as a copy of src_env's changes (src_env must be off). root_dir
  * NULL: the default root. */

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,11 +23,11 @@
 #define CTOOL_DEFAULT_STORE "/var/lib/ctool"
 #endif
 
-static const char *const store_dirs[] = { "layers", "envs", "trash", "tmp", "locks" };
+static const char *const store_dirs[] = { "layers", "envs", "trash", "tmp", "locks", "on" };
 
-int store_open(const char *path, struct store **ret, struct ct_err *e)
+int store_open(const char *path, bool catalog, struct store **ret, struct ct_err *e)
 {
-	_cleanup_free_ char *abs = NULL, *db = NULL;
+	_cleanup_free_ char *abs = NULL;
 	struct store *s;
 	size_t i;
 	int r;
@@ -56,19 +57,28 @@ int store_open(const char *path, struct store **ret, struct ct_err *e)
 			goto fail;
 		}
 	}
-	db = xasprintf("%s/catalog.db", s->path);
-	if (!db) {
-		r = ct_fail(e, ENOMEM, "out of memory");
-		goto fail;
+	if (catalog) {
+		r = store_open_catalog(s, e);
+		if (r < 0)
+			goto fail;
 	}
-	r = catalog_open(db, &s->cat, e);
-	if (r < 0)
-		goto fail;
 	*ret = s;
 	return 0;
 fail:
 	store_free(s);
 	return r;
+}
+
+int store_open_catalog(struct store *s, struct ct_err *e)
+{
+	_cleanup_free_ char *db = NULL;
+
+	if (s->cat)
+		return 0;
+	db = xasprintf("%s/catalog.db", s->path);
+	if (!db)
+		return ct_fail(e, ENOMEM, "out of memory");
+	return catalog_open(db, &s->cat, e);
 }
 
 void store_free(struct store *s)
@@ -167,56 +177,63 @@ static bool trash_is_empty(struct store *s)
 int store_trash_flush(struct store *s, bool wait, struct ct_err *e)
 {
 	_cleanup_close_ int lfd = -1;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none;
+	char *argv[] = { (char *)"ctool", (char *)"-q", (char *)"--store", s->path,
+			 (char *)"gc", (char *)"--trash", (char *)"--no-wait", NULL };
 	pid_t pid;
+	int r;
 
-	if (wait) {
+	if (wait || !trash_is_empty(s)) {
 		lfd = openat(s->dfd, "locks/trash", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (lfd < 0)
 			return ct_fail_errno(e, errno, "cannot open '%s/locks/trash'", s->path);
+	}
+	if (wait) {
 		while (flock(lfd, LOCK_EX) < 0)
 			if (errno != EINTR)
 				return ct_fail_errno(e, errno, "cannot lock the trash");
 		return trash_empty(s, e);
 	}
-	if (trash_is_empty(s))
-		return 0;
-	/* Detach a process that empties the trash in the background: it
-	 * takes the lock without waiting, so one deleter runs at a time, and
-	 * a waiting gc finishes whatever it leaves. */
+	if (lfd < 0)
+		return 0;       /* nothing to delete */
+	if (flock(lfd, LOCK_EX | LOCK_NB) < 0)
+		return 0;       /* a deleter is at work: it or a later gc finishes */
+	(void)close(TAKE_FD(lfd));
+	/* A detached 'ctool gc --trash --no-wait' empties the trash in the
+	 * background: one deleter runs at a time, and a waiting gc finishes
+	 * whatever it leaves. It is spawned (vfork and exec), which costs
+	 * the caller far less than a fork, and keeps none of the caller's
+	 * fds (an env lock held as long as the deletion takes) nor its
+	 * terminal. Callers exit right after, so it is soon nobody's child. */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	(void)posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	(void)posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	(void)posix_spawn_file_actions_adddup2(&fa, 0, 2);
+	(void)posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	(void)posix_spawnattr_setsigmask(&at, &none);
+	(void)posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
 	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return ct_fail_errno(e, errno, "cannot fork");
-	if (pid == 0) {
-		int fd, sfd;
-
-		/* a grandchild, so that it is nobody's child once this one
-		 * exits ('run' becomes the user's command right after) */
-		if (fork() != 0)
-			_exit(0);
-
-		/* keep none of the parent's fds: an env lock inherited here
-		 * would be held for as long as the deletion takes */
-		sfd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (sfd < 3)
-			_exit(0);
-		(void)close_range(3, (unsigned)sfd - 1, 0);
-		(void)close_range((unsigned)sfd + 1, ~0U, 0);
-		s->dfd = sfd;
-		(void)setsid();
-		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (fd >= 0) {
-			(void)dup2(fd, 0);
-			(void)dup2(fd, 1);
-			(void)dup2(fd, 2);
-		}
-		fd = openat(s->dfd, "locks/trash", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
-			(void)trash_empty(s, NULL);
-		_exit(0);
-	}
-	(void)waitpid(pid, NULL, 0);
+	r = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, NULL);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (r != 0)
+		return ct_fail_errno(e, r, "cannot start the trash deleter");
 	return 0;
+}
+
+int store_trash_empty_nowait(struct store *s, struct ct_err *e)
+{
+	_cleanup_close_ int lfd = openat(s->dfd, "locks/trash", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (lfd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s/locks/trash'", s->path);
+	if (flock(lfd, LOCK_EX | LOCK_NB) < 0)
+		return 0;
+	return trash_empty(s, e);
 }
 
 int store_tmp_new(struct store *s, char **ret_path, int *ret_lockfd, struct ct_err *e)

@@ -13,9 +13,11 @@ struct store {
 	struct catalog *cat;
 };
 
-/* Open the store at path (creating its folders and catalog when missing).
- * path NULL: $CTOOL_STORE, else the default. */
-int store_open(const char *path, struct store **ret, struct ct_err *e);
+/* Open the store at path (creating its folders when missing), with its
+ * catalog when catalog is true. path NULL: $CTOOL_STORE, else the default. */
+int store_open(const char *path, bool catalog, struct store **ret, struct ct_err *e);
+/* Open the catalog (created when missing) if it is not open yet. */
+int store_open_catalog(struct store *s, struct ct_err *e);
 void store_free(struct store *s); /* accepts NULL */
 
 /* Paths inside the store; malloc'd, NULL on out-of-memory. */
@@ -35,9 +37,13 @@ int store_release_private(struct store *s, struct ct_err *e);
 int store_trash(struct store *s, const char *path, struct ct_err *e);
 
 /* Delete what trash/ holds. With wait, block until no other process is
- * emptying it and empty it here; without, hand the work to a detached
- * child so the caller returns at once (nothing to do: no child). */
+ * emptying it and empty it here; without, start a detached
+ * 'ctool gc --trash --no-wait' so the caller returns at once (none when
+ * there is nothing to do or a deleter is at work). Without wait, the
+ * caller must exit soon: the deleter is its child until then. */
 int store_trash_flush(struct store *s, bool wait, struct ct_err *e);
+/* Empty trash/ here unless another process is emptying it. */
+int store_trash_empty_nowait(struct store *s, struct ct_err *e);
 
 /* Remove what an interrupted create or clone left in tmp/ (entries whose
  * lock nobody holds). Unmounts nothing: an entry with a mount below is

@@ -271,6 +271,105 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# the record of an env that is on (<store>/on/NAME): run needs no catalog
+
+@test "on writes the env's record; off, reset and rm remove it" {
+	rec="$CTOOL_STORE/on/e"
+	[ ! -e "$rec" ] || fail "a record before on"
+	ctool on e
+	[ "$(sed -n 1p "$rec")" = "$(env_id e)" ] || fail "record:" "$(cat "$rec")"
+	[ "$(sed -n 2p "$rec")" = "$ROOT" ] || fail "record:" "$(cat "$rec")"
+	ctool off e
+	[ ! -e "$rec" ] || fail "the record outlived off"
+	ctool run e -- /bin/true
+	[ -e "$rec" ] || fail "run that turned e on wrote no record"
+	run ctool reset --force e
+	assert_status 0
+	[ ! -e "$rec" ] || fail "the record outlived reset"
+	ctool on e
+	run ctool rm --force e
+	assert_status 0
+	[ ! -e "$rec" ] || fail "the record outlived rm"
+}
+
+@test "run on an env that is on reads no catalog" {
+	ctool on e
+	db="$CTOOL_STORE/catalog.db"
+	mv "$db" "$db.away"
+	printf 'not a catalog\n' >"$db"
+	run ctool run e -- /bin/echo inside
+	mv "$db.away" "$db"
+	assert_status 0
+	[ "$output" = inside ] || fail "output:" "$output"
+	# an env that is off needs the catalog: the same damage is an error
+	ctool off e
+	mv "$db" "$db.away"
+	printf 'not a catalog\n' >"$db"
+	run --separate-stderr ctool run e -- /bin/echo inside
+	mv "$db.away" "$db"
+	assert_status 125
+	assert_one_error_line "ctool: run: "
+}
+
+@test "a record whose root is no longer mounted is ignored: run turns the env on" {
+	ctool on e
+	umount -R "$ROOT"
+	[ -e "$CTOOL_STORE/on/e" ] || fail "no record to go stale"
+	run ctool run e -- /bin/cat /proc/self/comm
+	assert_status 0
+	[ "$output" = cat ] || fail "output:" "$output"
+	mounted "$ROOT" && mounted "$ROOT/proc" || fail "run did not turn e on again"
+}
+
+@test "a damaged record is ignored: run turns the env on" {
+	for bad in '' 'garbage' "$(env_id e)" "../../etc
+/" "$(env_id e)
+relative/root"; do
+		printf '%s\n' "$bad" >"$CTOOL_STORE/on/e"
+		run ctool run e -- /bin/echo ok
+		assert_status 0
+		[ "$output" = ok ] || fail "record '$bad': output:" "$output"
+		mounted "$ROOT" || fail "record '$bad': e is not on"
+		[ "$(sed -n 1p "$CTOOL_STORE/on/e")" = "$(env_id e)" ] ||
+			fail "record '$bad' was not rewritten"
+		ctool off e
+	done
+}
+
+@test "gc --trash empties the trash only; --no-wait goes with --trash" {
+	ctool run e -- /bin/sh -c 'mkdir /d && touch /d/a /d/b'
+	ctool off e
+	# reset leaves the deletion to a detached deleter, which takes the
+	# trash's lock: while another process holds it, the trash stays full
+	exec {lk}>"$CTOOL_STORE/locks/trash"
+	flock "$lk"
+	ctool reset e
+	sleep 0.3
+	[ -n "$(ls -A "$CTOOL_STORE/trash")" ] || fail "the trash emptied despite the lock"
+	exec {lk}>&-
+	run ctool gc --trash
+	assert_status 0
+	[ -z "$(ls -A "$CTOOL_STORE/trash")" ] || fail "trash:" "$(ls -A "$CTOOL_STORE/trash")"
+	# and with nobody in the way the deleter empties it on its own
+	ctool run e -- /bin/sh -c 'mkdir /d && touch /d/a /d/b'
+	ctool off e
+	ctool reset e
+	for i in $(seq 100); do
+		[ -z "$(ls -A "$CTOOL_STORE/trash")" ] && break
+		sleep 0.05
+	done
+	[ -z "$(ls -A "$CTOOL_STORE/trash")" ] || fail "the deleter left:" "$(ls -A "$CTOOL_STORE/trash")"
+	run ctool gc --trash --no-wait
+	assert_status 0
+	run --separate-stderr ctool gc --no-wait
+	assert_status 2
+	assert_one_error_line "ctool: gc: "
+	run --separate-stderr ctool gc --bogus
+	assert_status 2
+	assert_one_error_line "ctool: gc: "
+}
+
+# ---------------------------------------------------------------------------
 # concurrency
 
 @test "16 parallel runs on one env that is off all succeed and mount once" {

@@ -239,11 +239,48 @@ int env_load_on(struct store *s, const char *name, struct env **ret)
 	return 0;
 }
 
+struct root_clash {
+	const char *root;
+	char other[NAME_MAX + 1];
+};
+
+static int root_clash_cb(const struct catalog_env *row, void *data)
+{
+	struct root_clash *c = data;
+
+	if (!row->root[0] || !(path_is_under(c->root, row->root) || path_is_under(row->root, c->root)))
+		return 0;
+	snprintf(c->other, sizeof(c->other), "%s", row->name);
+	return 1;
+}
+
+static int root_check(struct store *s, const char *real, struct ct_err *e)
+{
+	struct root_clash c = { .root = real };
+	int r;
+
+	if (strcmp(real, "/") == 0 || path_is_under(real, s->path) || path_is_under(s->path, real))
+		return ct_fail(e, EINVAL, "'%s' cannot be an env's root", real);
+	/* one env's tree inside another's would be hidden, or deleted, with it */
+	r = catalog_env_foreach(s->cat, root_clash_cb, &c, e);
+	if (r < 0)
+		return r;
+	if (c.other[0])
+		return ct_fail(e, EINVAL, "'%s' is inside env '%s' or holds its root", real, c.other);
+	if (!dir_is_empty(real))
+		return ct_fail(e, ENOTEMPTY, "'%s' is not empty", real);
+	if (path_is_mountpoint(real))
+		return ct_fail(e, EBUSY, "'%s' is a mount point", real);
+	return 0;
+}
+
 /* Check a root chosen with -d: absolute after resolution, outside the
- * store, and an empty (or missing, then created) directory. */
+ * store and every other env's root, and an empty (or missing, then
+ * created, and removed again when refused) directory. */
 static int root_prepare(struct store *s, const char *dir, char **ret, struct ct_err *e)
 {
 	_cleanup_free_ char *real = NULL;
+	bool made = false;
 	struct stat st;
 	int r;
 
@@ -253,18 +290,19 @@ static int root_prepare(struct store *s, const char *dir, char **ret, struct ct_
 		r = mkdir_p(dir, 0755);
 		if (r < 0)
 			return ct_fail_errno(e, -r, "cannot create '%s'", dir);
+		made = true;
 	} else if (!S_ISDIR(st.st_mode)) {
 		return ct_fail(e, ENOTDIR, "'%s' is not a directory", dir);
 	}
 	real = realpath(dir, NULL);
 	if (!real)
 		return ct_fail_errno(e, errno, "'%s'", dir);
-	if (strcmp(real, "/") == 0 || path_is_under(real, s->path) || path_is_under(s->path, real))
-		return ct_fail(e, EINVAL, "'%s' cannot be an env's root", real);
-	if (!dir_is_empty(real))
-		return ct_fail(e, ENOTEMPTY, "'%s' is not empty", real);
-	if (path_is_mountpoint(real))
-		return ct_fail(e, EBUSY, "'%s' is a mount point", real);
+	r = root_check(s, real, e);
+	if (r < 0) {
+		if (made)
+			(void)rmdir(real);
+		return r;
+	}
 	*ret = TAKE_PTR(real);
 	return 0;
 }

@@ -179,6 +179,23 @@ load helpers
 	[ "$(list_field e 6)" = "$d" ]
 }
 
+@test "clone -d refuses a root inside another env's root, or holding one" {
+	base_image
+	d="$BATS_TEST_TMPDIR/wrap/outer"
+	ctool clone base a -d "$d"
+	for bad in "$d/inner" "$d/x/y" "$BATS_TEST_TMPDIR/wrap"; do
+		run --separate-stderr ctool clone base b -d "$bad"
+		assert_status 1
+		assert_one_error_line "ctool: clone: "
+		[[ $stderr == *"env 'a'"* ]] || fail "does not name env a: $stderr"
+		[ "$(ctool list -q)" = a ] || fail "an env was made for '$bad'"
+	done
+	[ ! -e "$d/inner" ] && [ ! -e "$d/x/y" ] || fail "a refused root was left behind"
+	# a sibling is fine
+	run ctool clone base b -d "$BATS_TEST_TMPDIR/wrap/outer2"
+	assert_status 0
+}
+
 @test "clone from an env copies its changes" {
 	base_image
 	ctool clone base e1

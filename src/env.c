@@ -430,8 +430,9 @@ static void volatile_settle(struct env *env)
 		(void)rm_tree_onefs(AT_FDCWD, incompat, NULL);
 }
 
-static int mount_overlay(struct store *s, struct env *env, struct ct_err *e)
+static int mount_overlay(struct store *s, struct env *env, int *ret_fd, struct ct_err *e)
 {
+	_cleanup_close_ int dirfd = -1;
 	struct catalog_image img = { 0 };
 	const char **lower = NULL;
 	char **paths = NULL;
@@ -462,7 +463,8 @@ static int mount_overlay(struct store *s, struct env *env, struct ct_err *e)
 			.work = env->work,
 			.volatile_ = env->row.volatile_,
 		};
-		r = mounts_overlay(env->root, &ov, e);
+		dirfd = mounts_root_open(env->root, false, e);
+		r = dirfd < 0 ? dirfd : mounts_overlay(dirfd, env->root, &ov, ret_fd, e);
 	}
 out:
 	for (i = 0; paths && i < img.n_layers; i++)
@@ -513,7 +515,7 @@ int env_binds(struct store *s, const struct env *env, struct catalog_bind **ret,
 }
 
 /* Mount the new -v binds of o and record them with the env. */
-static int add_binds(struct store *s, struct env *env, const struct env_on_opts *o,
+static int add_binds(struct store *s, struct env *env, int rootfd, const struct env_on_opts *o,
 		     struct ct_err *e)
 {
 	size_t i;
@@ -522,7 +524,7 @@ static int add_binds(struct store *s, struct env *env, const struct env_on_opts 
 	for (i = 0; i < o->n_binds; i++) {
 		struct catalog_bind b = { .ro = o->binds[i].ro };
 
-		r = mounts_bind(env->root, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
+		r = mounts_bind(rootfd, o->binds[i].src, o->binds[i].tgt, o->binds[i].ro, e);
 		if (r < 0)
 			return r;
 		snprintf(b.src, sizeof(b.src), "%s", o->binds[i].src);
@@ -537,6 +539,7 @@ static int add_binds(struct store *s, struct env *env, const struct env_on_opts 
 int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct ct_err *e)
 {
 	struct catalog_bind *binds = NULL;
+	_cleanup_close_ int rootfd = -1;
 	size_t n_binds = 0, i;
 	char boot[40];
 	bool was_on = env_is_on(env);
@@ -563,7 +566,10 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 			return r;
 	}
 	if (was_on) {
-		r = add_binds(s, env, o, e);
+		rootfd = mounts_root_open(env->root, true, e);
+		if (rootfd < 0)
+			return rootfd;
+		r = add_binds(s, env, rootfd, o, e);
 		if (r == 0)
 			env_record_on(s, env);
 		return r;
@@ -605,21 +611,21 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r == 0)
 			r = store_keep_private(s, e);
 		if (r == 0)
-			r = mount_overlay(s, env, e);
+			r = mount_overlay(s, env, &rootfd, e);
 	} else {
-		r = mount_overlay(s, env, e);
+		r = mount_overlay(s, env, &rootfd, e);
 	}
 	if (r < 0)
 		goto out;
-	r = mounts_standard(env->root, o->host_dev, e);
+	r = mounts_standard(rootfd, o->host_dev, e);
 	if (r < 0)
 		goto undo_mounts;
 	for (i = 0; i < n_binds; i++) {
-		r = mounts_bind(env->root, binds[i].src, binds[i].tgt, binds[i].ro, e);
+		r = mounts_bind(rootfd, binds[i].src, binds[i].tgt, binds[i].ro, e);
 		if (r < 0)
 			goto undo_mounts;
 	}
-	r = add_binds(s, env, o, e);
+	r = add_binds(s, env, rootfd, o, e);
 	if (r < 0)
 		goto undo_mounts;
 	boot_id(boot);

@@ -222,7 +222,29 @@ static int set_private(int mfd, bool recursive, unsigned attr_set, struct ct_err
 	return 0;
 }
 
-int mounts_overlay(const char *root, const struct overlay_spec *ov, struct ct_err *e)
+int mounts_root_open(const char *root, bool mounted, struct ct_err *e)
+{
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	struct statx stx;
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, root, &how, sizeof(how));
+
+	if (fd < 0 && errno == ELOOP)
+		return ct_fail(e, ELOOP, "'%s' has a symlink on its way: an env's root must be "
+			       "reached without one", root);
+	if (fd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s'", root);
+	if (mounted && (statx(fd, "", AT_EMPTY_PATH, 0, &stx) < 0 ||
+			!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) ||
+			!(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT))) {
+		(void)close(fd);
+		return ct_fail(e, ENOENT, "'%s' is not mounted", root);
+	}
+	return fd;
+}
+
+int mounts_overlay(int dirfd, const char *root, const struct overlay_spec *ov, int *ret_fd,
+		   struct ct_err *e)
 {
 	_cleanup_close_ int fsfd = fsopen("overlay", FSOPEN_CLOEXEC);
 	_cleanup_close_ int mfd = -1;
@@ -277,16 +299,15 @@ int mounts_overlay(const char *root, const struct overlay_spec *ov, struct ct_er
 		return ct_fail_errno(e, errno, "cannot mount the overlay");
 	if (set_private(mfd, false, 0, e) < 0)
 		return -e->code;
-	if (move_mount(mfd, "", AT_FDCWD, root, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+	if (move_mount(mfd, "", dirfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
 		return ct_fail_errno(e, errno, "cannot mount the overlay on '%s'", root);
-	/* attached under a shared parent it joined the parent's peer group:
-	 * private again, so nothing mounted below it propagates either way */
-	if (mounts_make_private(root, e) < 0) {
-		int r = -e->code;
-
-		(void)umount2(root, UMOUNT_NOFOLLOW | MNT_DETACH);
-		return r;
-	}
+	/* Under a private parent (the store's own bind, or a root chosen on
+	 * a private mount) it stays private. Under a shared one, attaching
+	 * put a copy of it in each peer of the parent, and it is left in
+	 * their peer group: were it made private now, the copies would
+	 * outlive 'off' (holding the upper layer); shared, every mount and
+	 * unmount below it reaches them, and 'off' removes them all. */
+	*ret_fd = TAKE_FD(mfd);
 	return 0;
 fail:
 	{
@@ -368,18 +389,15 @@ static int bind_host_file(int rootfd, const char *src, const char *tgt, struct c
 	return 0;
 }
 
-int mounts_standard(const char *root, bool host_dev, struct ct_err *e)
+int mounts_standard(int rootfd, bool host_dev, struct ct_err *e)
 {
 	static const struct fs_opt tmp_opts[] = { { "mode", "1777" } };
 	static const struct fs_opt dev_opts[] = { { "mode", "755" }, { "size", "64k" } };
 	static const struct fs_opt pts_opts[] = {
 		{ "newinstance", NULL }, { "ptmxmode", "0666" }, { "mode", "620" }, { "gid", "5" },
 	};
-	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	int r;
 
-	if (rootfd < 0)
-		return ct_fail_errno(e, errno, "cannot open '%s'", root);
 	r = mount_fresh(rootfd, "/proc", "proc", NULL, 0,
 			MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, e);
 	if (r < 0)
@@ -455,14 +473,11 @@ int mounts_bind_check(const char *src, const char *tgt, const char *store, struc
 	return 0;
 }
 
-int mounts_bind(const char *root, const char *src, const char *tgt, bool ro, struct ct_err *e)
+int mounts_bind(int rootfd, const char *src, const char *tgt, bool ro, struct ct_err *e)
 {
-	_cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	_cleanup_close_ int tree = -1;
 	struct stat st;
 
-	if (rootfd < 0)
-		return ct_fail_errno(e, errno, "cannot open '%s'", root);
 	tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
 	if (tree < 0)
 		return ct_fail_errno(e, errno, "cannot bind '%s'", src);

@@ -18,20 +18,30 @@ struct overlay_spec {
 	bool volatile_;
 };
 
-/* Mount the overlay at root (a host path ctool chose), private. */
-int mounts_overlay(const char *root, const struct overlay_spec *ov, struct ct_err *e);
+/* Open an env's root (O_PATH) refusing a symlink anywhere on its path,
+ * so a root below a folder another user owns cannot be swapped for a
+ * link to a host path between the checks and the mounts. With mounted,
+ * it must be a mount point (the env's overlay). An fd or -errno. */
+int mounts_root_open(const char *root, bool mounted, struct ct_err *e);
 
-/* The standard mounts under root: /proc, /sys (ro), /dev (minimal, or the
+/* Mount the overlay on dirfd (the root, from mounts_root_open; root
+ * names it in messages). *ret_fd: the mounted overlay's root, which the
+ * mounts below are made through. Private unless the parent mount is
+ * shared (see the comment inside). */
+int mounts_overlay(int dirfd, const char *root, const struct overlay_spec *ov, int *ret_fd,
+		   struct ct_err *e);
+
+/* The standard mounts under rootfd: /proc, /sys (ro), /dev (minimal, or the
  * host's with host_dev), /dev/pts, /dev/shm, /tmp, resolv.conf, hosts. */
-int mounts_standard(const char *root, bool host_dev, struct ct_err *e);
+int mounts_standard(int rootfd, bool host_dev, struct ct_err *e);
 
 /* Check a bind before mounting: src must exist and be neither '/' nor
  * overlap the store; tgt must be absolute without "..". */
 int mounts_bind_check(const char *src, const char *tgt, const char *store, struct ct_err *e);
 
-/* Bind host path src at tgt inside root (recursive, private, read-only
- * when ro); a missing target is created inside root like the source. */
-int mounts_bind(const char *root, const char *src, const char *tgt, bool ro, struct ct_err *e);
+/* Bind host path src at tgt inside rootfd (recursive, read-only when ro);
+ * a missing target is created inside the root like the source. */
+int mounts_bind(int rootfd, const char *src, const char *tgt, bool ro, struct ct_err *e);
 
 /* Mount points at or below path, deepest first (malloc'd array of
  * malloc'd strings, *ret_n entries). */

@@ -104,19 +104,16 @@ wait_cwd() {
 }
 
 @test "mount propagation of the root is private" {
-	# Put the env under a shared mount, so the default would be shared.
-	P="$BATS_TEST_TMPDIR/shared"
-	mkdir -p "$P"
-	mount --bind "$P" "$P"
-	mount --make-shared "$P"
-	ctool clone base s -d "$P/root"
+	# the default root (in the store) and a -d root on a private mount
+	ctool on e
+	ctool clone base s -d "$BATS_TEST_TMPDIR/droot"
 	ctool on s
-	mounted "$P/root" || fail "not on"
-	bad=$(findmnt -rn -o TARGET,PROPAGATION | awk -v p="$P/root" \
-		'($1 == p || index($1, p "/") == 1) && $2 !~ /^private/')
+	mounted "$BATS_TEST_TMPDIR/droot" || fail "not on"
+	bad=$(findmnt -rn -o TARGET,PROPAGATION | awk -v p="$ROOT" -v q="$BATS_TEST_TMPDIR/droot" \
+		'($1 == p || index($1, p "/") == 1 || $1 == q || index($1, q "/") == 1) &&
+		 $2 !~ /^private/')
 	ctool off s
-	assert_no_mounts_under "$P/root"
-	umount "$P"
+	ctool off e
 	[ -z "$bad" ] || fail "mounts not private:" "$bad"
 }
 
@@ -146,6 +143,32 @@ wait_cwd() {
 	umount "$P"
 	[ -z "$leaked" ] || fail "env mounts propagated to the peer:" "$leaked"
 	[ -z "$left" ] || fail "left mounted after off and gc:" "$left"
+}
+
+@test "a -d root under a shared mount: off leaves nothing in the mount's peers" {
+	P="$BATS_TEST_TMPDIR/shared"
+	PEER="$BATS_TEST_TMPDIR/peer"
+	mkdir -p "$P" "$PEER"
+	mount --bind "$P" "$P"
+	mount --make-shared "$P"
+	mount --bind "$P" "$PEER"
+	ctool clone base d -d "$P/droot"
+	mkdir -p "$BATS_TEST_TMPDIR/h"
+	for round in 1 2; do
+		ctool on d -v "$BATS_TEST_TMPDIR/h:/host"
+		mounted "$P/droot/proc" || fail "round $round: not on"
+		ctool run d -- /bin/sh -c "echo $round >/round"
+		ctool off d
+		left=$(mounts_under "$PEER" | grep -v -x "$PEER" || true)
+		[ -z "$left" ] || break
+	done
+	ctool on d
+	out=$(ctool run d -- /bin/cat /round)
+	ctool off d
+	umount -R "$PEER" 2>/dev/null || true
+	umount -R "$P" 2>/dev/null || true
+	[ -z "$left" ] || fail "round $round: left in the peer after off:" "$left"
+	[ "$out" = 2 ] || fail "the env lost its changes: '$out'"
 }
 
 @test "--host-dev gives the host's /dev" {

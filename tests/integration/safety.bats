@@ -214,6 +214,29 @@ same_tree() {
 # ---------------------------------------------------------------------------
 # binds cannot reach the host
 
+@test "a -d root reached through a symlink is refused, nothing mounted" {
+	T="$BATS_TEST_TMPDIR/t"
+	mkdir -p "$T/real" "$T/evil/root"
+	ctool clone base d -d "$T/real/root"
+	ctool on d
+	ctool off d
+	# someone who owns the parent swaps it for a link to another place
+	mv "$T/real" "$T/moved"
+	ln -s "$T/evil" "$T/real"
+	run --separate-stderr ctool on d
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	[[ $stderr == *symlink* ]] || fail "no word of the symlink: $stderr"
+	assert_no_mounts_under "$T"
+	run --separate-stderr ctool run d -- /bin/true
+	assert_status 125
+	assert_no_mounts_under "$T"
+	rm "$T/real"
+	mv "$T/moved" "$T/real"
+	run ctool run d -- /bin/true
+	assert_status 0
+}
+
 @test "a bind target that is a symlink to a host dir is resolved inside the root" {
 	HOSTDIR="$BATS_TEST_TMPDIR/hostdir"
 	mkdir "$HOSTDIR"

@@ -10,6 +10,7 @@
 #include "cmd.h"
 #include "lock.h"
 #include "log.h"
+#include "mounts.h"
 #include "util.h"
 
 /* Move to the trash each entry of <store>/<sub> whose name has no row:
@@ -33,6 +34,16 @@ static int sweep(struct store *s, const char *sub, bool (*is_known)(struct store
 		if (de->d_name[0] == '.' || is_known(s, de->d_name))
 			continue;
 		p = store_path(s, "%s/%s", sub, de->d_name);
+		if (p) {
+			struct ct_err e2 = { 0 };
+
+			/* never move a tree with a mount below it (an env on
+			 * whose row was lost, a bind made by hand) */
+			if (mounts_check_none(p, &e2) < 0) {
+				log_warn("leaving '%s', which has no catalog row: %s", p, e2.msg);
+				continue;
+			}
+		}
 		log_debug("removing orphan '%s'", p ? p : de->d_name);
 		if (!p || store_trash(s, p, e) < 0) {
 			r = p ? -e->code : ct_fail(e, ENOMEM, "out of memory");

@@ -34,6 +34,21 @@ static int delete_verb(int argc, char **argv, struct cmd_ctx *ctx, const char *v
 	}
 	if (argc - optind > 1 || (dir && argc - optind == 1))
 		return cmd_usage_error("expected one env (see 'ctool %s --help')", verb);
+	/* resetting an env that is off needs no catalog (see env_load_named) */
+	if (fn == env_reset && optind < argc && name_is_valid(argv[optind])) {
+		if (env_lock(ctx->store, argv[optind], &lock, &e) < 0)
+			return cmd_fail(&e);
+		if (env_load_named(ctx->store, argv[optind], &env) == 0 && !env_is_on(env)) {
+			r = env_reset(ctx->store, env, &e) < 0 ? cmd_fail(&e) : 0;
+			env_free(env);
+			return r;
+		}
+		env_free(env);
+		env = NULL;
+		(void)close(TAKE_FD(lock));
+	}
+	if (store_open_catalog(ctx->store, &e) < 0)
+		return cmd_fail(&e);
 	r = cmd_env_open(ctx, optind < argc ? argv[optind] : NULL, dir, &env, &lock);
 	if (r)
 		return r;

@@ -145,23 +145,24 @@ bool env_is_on(const struct env *env)
 	return path_is_mountpoint(env->root);
 }
 
-/* The record of an env that is on: on/NAME holds its id and root, so
- * 'run' on an env that is on needs no catalog. It is written after the
- * catalog says the env is on and removed before anything turns it off;
- * a record left by a crash or a reboot names a root that is no longer a
- * mount point, and is then ignored. It is never fsynced for the same
- * reason. */
-void env_record_on(struct store *s, const struct env *env)
+/* The records of an env: names/NAME holds its id and root, on/NAME the
+ * same while it is on, so 'run' on an env that is on, and 'reset', need
+ * no catalog. Both are written by 'on' once the catalog says the env is
+ * on; on/NAME is removed before anything turns the env off, names/NAME
+ * before rm removes the env's row. A record left by a crash or a reboot
+ * names a root that is no longer a mount point (on/), or nothing that
+ * changed (names/: ids are never reused), so they are never fsynced. */
+static void record_write(struct store *s, const char *dir, const struct env *env)
 {
 	_cleanup_free_ char *data = xasprintf("%s\n%s\n", env->row.id, env->root);
-	char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
+	char tmp[NAME_MAX + 8], name[NAME_MAX + 8];
 	_cleanup_close_ int fd = -1;
 	ssize_t n;
 
 	if (!data || strchr(env->root, '\n'))
 		return;
-	snprintf(name, sizeof(name), "on/%s", env->row.name);
-	snprintf(tmp, sizeof(tmp), "on/.%s.%d", env->row.name, (int)getpid());
+	snprintf(name, sizeof(name), "%s/%s", dir, env->row.name);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%d", dir, env->row.name, (int)getpid());
 	fd = openat(s->dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
@@ -170,12 +171,23 @@ void env_record_on(struct store *s, const struct env *env)
 		(void)unlinkat(s->dfd, tmp, 0);
 }
 
+static void record_remove(struct store *s, const char *dir, const char *name)
+{
+	char path[NAME_MAX + 8];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	(void)unlinkat(s->dfd, path, 0);
+}
+
+void env_record_on(struct store *s, const struct env *env)
+{
+	record_write(s, "names", env);
+	record_write(s, "on", env);
+}
+
 void env_record_off(struct store *s, const char *name)
 {
-	char path[NAME_MAX + 1];
-
-	snprintf(path, sizeof(path), "on/%s", name);
-	(void)unlinkat(s->dfd, path, 0);
+	record_remove(s, "on", name);
 }
 
 static bool is_uuid(const char *id)
@@ -191,14 +203,16 @@ static bool is_uuid(const char *id)
 	return id[36] == '\0';
 }
 
-int env_load_on(struct store *s, const char *name, struct env **ret)
+/* Load env 'name' from its record in dir; -ENOENT when there is none
+ * or it does not hold an id and an absolute root. */
+static int record_load(struct store *s, const char *dir, const char *name, struct env **ret)
 {
-	char path[NAME_MAX + 1], buf[PATH_MAX + 64], *nl, *root;
+	char path[NAME_MAX + 8], buf[PATH_MAX + 64], *nl, *root;
 	_cleanup_close_ int fd = -1;
 	struct env *env;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "on/%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = openat(s->dfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -ENOENT;
@@ -220,7 +234,6 @@ int env_load_on(struct store *s, const char *name, struct env **ret)
 		return -ENOMEM;
 	snprintf(env->row.name, sizeof(env->row.name), "%s", name);
 	memcpy(env->row.id, buf, 37); /* is_uuid: 36 characters and a NUL */
-	env->row.want_on = true;
 	if (env_paths(s, env) < 0) {
 		env_free(env);
 		return -ENOMEM;
@@ -230,8 +243,40 @@ int env_load_on(struct store *s, const char *name, struct env **ret)
 		snprintf(env->row.root, sizeof(env->row.root), "%s", root);
 		free(env->root);
 		env->root = strdup(root);
+		if (!env->root) {
+			env_free(env);
+			return -ENOMEM;
+		}
 	}
-	if (!env->root || !env_is_on(env)) {
+	*ret = env;
+	return 0;
+}
+
+int env_load_on(struct store *s, const char *name, struct env **ret)
+{
+	struct env *env = NULL;
+	int r = record_load(s, "on", name, &env);
+
+	if (r < 0)
+		return r;
+	if (!env_is_on(env)) {
+		env_free(env);
+		return -ENOENT;
+	}
+	env->row.want_on = true;
+	*ret = env;
+	return 0;
+}
+
+int env_load_named(struct store *s, const char *name, struct env **ret)
+{
+	struct env *env = NULL;
+	struct stat st;
+	int r = record_load(s, "names", name, &env);
+
+	if (r < 0)
+		return r;
+	if (stat(env->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		env_free(env);
 		return -ENOENT;
 	}
@@ -748,6 +793,7 @@ int env_remove(struct store *s, struct env *env, struct ct_err *e)
 	if (r < 0)
 		return r;
 	env_record_off(s, env->row.name);
+	record_remove(s, "names", env->row.name);
 	/* the row goes first: a folder without a row is an orphan gc removes */
 	r = catalog_env_remove(s->cat, env->row.name, e);
 	if (r < 0)

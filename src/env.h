@@ -53,14 +53,17 @@ bool env_has_file(const struct env *env, const char *path, bool exec);
 /* Is the env on (its root a mount point)? */
 bool env_is_on(const struct env *env);
 
-/* The record of an env that is on (<store>/on/NAME: its id and root),
- * written by env_on and removed by off, reset and rm. env_load_on loads
- * env 'name' from it without the catalog, when it is there and the
- * root it names is a mount point; else -ENOENT. Only what 'run' needs
- * is set: the name, id, want_on and the paths. */
+/* The records of an env (<store>/names/NAME, and <store>/on/NAME while it
+ * is on: its id and root), written by env_on; off, reset and rm remove
+ * on/NAME, rm names/NAME. env_load_on loads env 'name' from its on/
+ * record without the catalog, when the root it names is a mount point;
+ * env_load_named from its names/ record, when its folder is there; else
+ * -ENOENT. Only the name, id, root and paths are set (and want_on by
+ * env_load_on). */
 void env_record_on(struct store *s, const struct env *env);
 void env_record_off(struct store *s, const char *name);
 int env_load_on(struct store *s, const char *name, struct env **ret);
+int env_load_named(struct store *s, const char *name, struct env **ret);
 
 /* Make env 'name' from image 'image' (instant) or, when src_env is
  * given, as a copy of src_env's changes (src_env must be off). root_dir

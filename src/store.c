@@ -23,7 +23,7 @@
 #define CTOOL_DEFAULT_STORE "/var/lib/ctool"
 #endif
 
-static const char *const store_dirs[] = { "layers", "envs", "trash", "tmp", "locks", "on" };
+static const char *const store_dirs[] = { "layers", "envs", "trash", "tmp", "locks", "on", "names" };
 
 int store_open(const char *path, bool catalog, struct store **ret, struct ct_err *e)
 {

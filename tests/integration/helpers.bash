@@ -112,6 +112,35 @@ mounted() {
 	[ "$(mount_count "$1")" -gt 0 ]
 }
 
+# Put the catalog (with its -wal and -shm) aside and leave garbage in its
+# place; catalog_restore puts it back.
+catalog_break() {
+	local f
+	for f in catalog.db catalog.db-wal catalog.db-shm; do
+		[ ! -e "$CTOOL_STORE/$f" ] || mv "$CTOOL_STORE/$f" "$CTOOL_STORE/$f.away" || return
+	done
+	printf 'not a catalog\n' >"$CTOOL_STORE/catalog.db"
+}
+catalog_restore() {
+	local f
+	rm -f "$CTOOL_STORE/catalog.db" "$CTOOL_STORE/catalog.db-wal" "$CTOOL_STORE/catalog.db-shm"
+	for f in catalog.db catalog.db-wal catalog.db-shm; do
+		[ ! -e "$CTOOL_STORE/$f.away" ] || mv "$CTOOL_STORE/$f.away" "$CTOOL_STORE/$f" || return
+	done
+}
+
+# A shared mount P ($BATS_TEST_TMPDIR/shared) and a peer of it, PEER
+# ($BATS_TEST_TMPDIR/peer), as systemd's '/' and the mount namespaces of
+# its services are. The caller unmounts them.
+shared_pair() {
+	P="$BATS_TEST_TMPDIR/shared"
+	PEER="$BATS_TEST_TMPDIR/peer"
+	mkdir -p "$P" "$PEER" &&
+		mount --bind "$P" "$P" &&
+		mount --make-shared "$P" &&
+		mount --bind "$P" "$PEER"
+}
+
 # Fail, listing them, when mounts remain at or below PATH.
 assert_no_mounts_under() {
 	local m

@@ -54,12 +54,7 @@ setup() {
 }
 
 @test "libmount path: a store on a shared mount keeps env mounts from its peers" {
-	P="$BATS_TEST_TMPDIR/shared"
-	PEER="$BATS_TEST_TMPDIR/peer"
-	mkdir -p "$P" "$PEER"
-	mount --bind "$P" "$P"
-	mount --make-shared "$P"
-	mount --bind "$P" "$PEER"
+	shared_pair
 	export CTOOL_STORE="$P/store"
 	base_image
 	ctool clone base s

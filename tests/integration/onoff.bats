@@ -120,12 +120,7 @@ wait_cwd() {
 @test "a store under a shared mount: env mounts never reach its peers" {
 	# A shared mount holding the store, and a peer of it (as systemd's
 	# '/' and the mount namespaces of services are).
-	P="$BATS_TEST_TMPDIR/shared"
-	PEER="$BATS_TEST_TMPDIR/peer"
-	mkdir -p "$P" "$PEER"
-	mount --bind "$P" "$P"
-	mount --make-shared "$P"
-	mount --bind "$P" "$PEER"
+	shared_pair
 	export CTOOL_STORE="$P/store"
 	base_image
 	ctool clone base s
@@ -146,12 +141,7 @@ wait_cwd() {
 }
 
 @test "a -d root under a shared mount: off leaves nothing in the mount's peers" {
-	P="$BATS_TEST_TMPDIR/shared"
-	PEER="$BATS_TEST_TMPDIR/peer"
-	mkdir -p "$P" "$PEER"
-	mount --bind "$P" "$P"
-	mount --make-shared "$P"
-	mount --bind "$P" "$PEER"
+	shared_pair
 	ctool clone base d -d "$P/droot"
 	mkdir -p "$BATS_TEST_TMPDIR/h"
 	for round in 1 2; do

@@ -286,27 +286,46 @@ EOF
 	run ctool reset --force e
 	assert_status 0
 	[ ! -e "$rec" ] || fail "the record outlived reset"
+	[ -e "$CTOOL_STORE/names/e" ] || fail "no names/ record"
+	cmp -s "$CTOOL_STORE/names/e" <(printf '%s\n%s\n' "$(env_id e)" "$ROOT") ||
+		fail "names/ record:" "$(cat "$CTOOL_STORE/names/e")"
 	ctool on e
 	run ctool rm --force e
 	assert_status 0
 	[ ! -e "$rec" ] || fail "the record outlived rm"
+	[ ! -e "$CTOOL_STORE/names/e" ] || fail "the names/ record outlived rm"
+}
+
+@test "reset of an env that is off reads no catalog" {
+	ctool run e -- /bin/sh -c 'echo changed >/etc/os-release'
+	ctool off e
+	catalog_break
+	run ctool reset e
+	st=$status
+	catalog_restore
+	[ "$st" -eq 0 ] || fail "reset: status $st: $output"
+	run ctool run e -- /bin/cat /etc/os-release
+	[[ $output != *changed* ]] || fail "the change survived reset"
+	# while on, reset needs the catalog (to refuse, or to turn it off)
+	catalog_break
+	run --separate-stderr ctool reset e
+	catalog_restore
+	assert_status 1
+	assert_one_error_line "ctool: reset: "
 }
 
 @test "run on an env that is on reads no catalog" {
 	ctool on e
-	db="$CTOOL_STORE/catalog.db"
-	mv "$db" "$db.away"
-	printf 'not a catalog\n' >"$db"
+	catalog_break
 	run ctool run e -- /bin/echo inside
-	mv "$db.away" "$db"
+	catalog_restore
 	assert_status 0
 	[ "$output" = inside ] || fail "output:" "$output"
 	# an env that is off needs the catalog: the same damage is an error
 	ctool off e
-	mv "$db" "$db.away"
-	printf 'not a catalog\n' >"$db"
+	catalog_break
 	run --separate-stderr ctool run e -- /bin/echo inside
-	mv "$db.away" "$db"
+	catalog_restore
 	assert_status 125
 	assert_one_error_line "ctool: run: "
 }

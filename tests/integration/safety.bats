@@ -199,6 +199,26 @@ same_tree() {
 	canary_alive
 }
 
+@test "gc leaves an env folder with mounts below even when its row is lost" {
+	ctool on e
+	id=$(env_id e)
+	python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("DELETE FROM envs WHERE name = ?", ("e",))
+c.commit()' "$CTOOL_STORE/catalog.db"
+	[ -z "$(ctool list -q)" ] || fail "the row is still there"
+	run --separate-stderr ctool gc
+	assert_status 0
+	[[ $stderr == *"has no catalog row"* ]] || fail "no warning: $stderr"
+	[ -d "$CTOOL_STORE/envs/$id" ] || fail "the folder was moved"
+	mounted "$ROOT/proc" || fail "the mounts were moved"
+	umount -R "$ROOT"
+	run ctool gc
+	assert_status 0
+	[ ! -e "$CTOOL_STORE/envs/$id" ] || fail "the orphan is still there once unmounted"
+	canary_alive
+}
+
 @test "rmi never deletes through a mount below a layer" {
 	ctool rm e
 	mount --bind "$C" "$LAYER/tmp"

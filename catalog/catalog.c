@@ -70,6 +70,8 @@ static const char *const migrations[] = {
 	"	PRIMARY KEY (env, pos),\n"
 	"	UNIQUE (env, tgt)\n"
 	");\n",
+	/* 2: why an env uses the driver it uses ("" when it was asked for) */
+	"ALTER TABLE envs ADD COLUMN driver_note TEXT NOT NULL DEFAULT '';\n",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == CATALOG_VERSION, "one migration per catalog version");
@@ -866,7 +868,8 @@ int catalog_image_remove(struct catalog *c, const char *name, struct ct_err *e)
 /* Environments */
 
 #define ENV_SELECT \
-	"SELECT id, name, image, root, driver, volatile, want_on, boot_id, created FROM envs"
+	"SELECT id, name, image, root, driver, volatile, want_on, boot_id, created, driver_note " \
+	"FROM envs"
 
 /* Fill env from the current row of an ENV_SELECT statement. */
 static int env_from_row(struct catalog *c, sqlite3_stmt *s, struct catalog_env *env,
@@ -886,6 +889,8 @@ static int env_from_row(struct catalog *c, sqlite3_stmt *s, struct catalog_env *
 		r = col_text(c, s, 4, env->driver, sizeof(env->driver), e);
 	if (r == 0)
 		r = col_text(c, s, 7, env->boot_id, sizeof(env->boot_id), e);
+	if (r == 0)
+		r = col_text(c, s, 9, env->driver_note, sizeof(env->driver_note), e);
 	env->volatile_ = sqlite3_column_int(s, 5) != 0;
 	env->want_on = sqlite3_column_int(s, 6) != 0;
 	env->created = sqlite3_column_int64(s, 8);
@@ -965,9 +970,10 @@ static int env_add_locked(struct catalog *c, const struct catalog_env *env, stru
 		return ct_fail(e, ENOENT, "no image named '%s'", env->image);
 	r = sql_run(c, SQL_WRITE, e,
 		    "INSERT INTO envs (id, name, image, root, driver, volatile, want_on, boot_id,"
-		    " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-		    "tttntbbti", env->id, env->name, env->image, env->root, env->driver,
-		    (int)env->volatile_, (int)env->want_on, env->boot_id, created);
+		    " created, driver_note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+		    "tttntbbtit", env->id, env->name, env->image, env->root, env->driver,
+		    (int)env->volatile_, (int)env->want_on, env->boot_id, created,
+		    env->driver_note);
 	return r < 0 ? r : 0;
 }
 
@@ -1036,6 +1042,25 @@ int catalog_env_set_on(struct catalog *c, const char *name, bool want_on, const 
 		return r;
 	r = sql_write(c, SQL_WRITE, e, "UPDATE envs SET want_on = ?1, boot_id = ?2 WHERE name = ?3",
 		      "btt", (int)want_on, boot_id, name);
+	if (r == 0)
+		return ct_fail(e, ENOENT, "no env named '%s'", name);
+	return r < 0 ? r : 0;
+}
+
+int catalog_env_set_driver(struct catalog *c, const char *name, const char *driver,
+			   const char *note, struct ct_err *e)
+{
+	int r;
+
+	if (!note)
+		note = "";
+	r = str_fits("driver", driver, sizeof(((struct catalog_env *)NULL)->driver), e);
+	if (r == 0)
+		r = str_fits("driver note", note, sizeof(((struct catalog_env *)NULL)->driver_note), e);
+	if (r < 0)
+		return r;
+	r = sql_write(c, SQL_WRITE, e, "UPDATE envs SET driver = ?1, driver_note = ?2 WHERE name = ?3",
+		      "ttt", driver, note, name);
 	if (r == 0)
 		return ct_fail(e, ENOENT, "no env named '%s'", name);
 	return r < 0 ? r : 0;

@@ -17,7 +17,7 @@
 
 #include "err.h"
 
-#define CATALOG_VERSION 1
+#define CATALOG_VERSION 2
 
 struct catalog;
 
@@ -34,11 +34,12 @@ struct catalog_env {
 	char name[64];
 	char image[64];
 	char root[4096];      /* "" = the default <store>/envs/<id>/root */
-	char driver[16];      /* "kernel" */
+	char driver[16];      /* "kernel" or "fuse": asked for, then the one in use */
 	bool volatile_;       /* overlay mounted with -o volatile */
 	bool want_on;         /* last on/off asked for */
 	char boot_id[40];     /* boot of the last 'on' ("" when none) */
 	int64_t created;      /* ms since the epoch */
+	char driver_note[512]; /* why driver is not the one asked for ("" when it is) */
 };
 
 struct catalog_bind {
@@ -83,6 +84,10 @@ int catalog_env_foreach(struct catalog *c, int (*cb)(const struct catalog_env *e
 int catalog_env_set_on(struct catalog *c, const char *name, bool want_on, const char *boot_id,
 		       struct ct_err *e);
 /* Removes the env row and its binds. */
+/* Record the driver env 'name' is mounted with, and why when it is not
+ * the one asked for (note; NULL or "" when it is). */
+int catalog_env_set_driver(struct catalog *c, const char *name, const char *driver,
+			   const char *note, struct ct_err *e);
 int catalog_env_remove(struct catalog *c, const char *name, struct ct_err *e);
 
 /* Binds recorded with an env (-v HOST:TARGET[:ro]); a bind to a target

@@ -409,6 +409,22 @@ catalog_file() {
 	return 1
 }
 
+@test "a catalog of version 1 is migrated, envs and all" {
+	base_image
+	ctool clone base e
+	cat=$(catalog_file) || fail "no SQLite catalog in the store"
+	# what a ctool of version 1 wrote: envs without driver_note
+	sqlite3 "$cat" "ALTER TABLE envs DROP COLUMN driver_note; PRAGMA user_version = 1"
+	[ "$(sqlite3 "$cat" "PRAGMA user_version")" = 1 ]
+	run ctool list -q
+	assert_status 0
+	[ "$output" = e ] || fail "list:" "$output"
+	[ "$(sqlite3 "$cat" "PRAGMA user_version")" = 2 ] || fail "not migrated"
+	[ "$(info_get e driver)" = kernel ]
+	run ctool run e -- /bin/true
+	assert_status 0
+}
+
 @test "a garbage catalog gives one clear error and is left unchanged" {
 	base_image
 	ctool clone base e

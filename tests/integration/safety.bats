@@ -202,10 +202,7 @@ same_tree() {
 @test "gc leaves an env folder with mounts below even when its row is lost" {
 	ctool on e
 	id=$(env_id e)
-	python3 -c 'import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("DELETE FROM envs WHERE name = ?", ("e",))
-c.commit()' "$CTOOL_STORE/catalog.db"
+	sqlite3 "$CTOOL_STORE/catalog.db" "DELETE FROM envs WHERE name = 'e'"
 	[ -z "$(ctool list -q)" ] || fail "the row is still there"
 	run --separate-stderr ctool gc
 	assert_status 0

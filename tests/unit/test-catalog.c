@@ -295,6 +295,22 @@ static void test_envs_binds(struct catalog *c, const char *what)
 	r = catalog_env_set_on(c, "nope", true, "boot-1", &e);
 	is_int(r, -ENOENT, "%s: env_set_on on a missing env gives -ENOENT", what);
 
+	r = catalog_env_get(c, "dev", &got, &e);
+	ok(r == 0 && got.driver_note[0] == '\0', "%s: a new env has no driver note", what);
+	r = catalog_env_set_driver(c, "dev", "fuse", "kernel overlay refused: EINVAL", &e);
+	if (r == 0)
+		r = catalog_env_get(c, "dev", &got, &e);
+	ok(r == 0 && strcmp(got.driver, "fuse") == 0 &&
+		   strcmp(got.driver_note, "kernel overlay refused: EINVAL") == 0,
+	   "%s: env_set_driver records the driver and why", what);
+	r = catalog_env_set_driver(c, "dev", "kernel", NULL, &e);
+	if (r == 0)
+		r = catalog_env_get(c, "dev", &got, &e);
+	ok(r == 0 && strcmp(got.driver, "kernel") == 0 && got.driver_note[0] == '\0',
+	   "%s: env_set_driver with no note clears it", what);
+	r = catalog_env_set_driver(c, "nope", "fuse", NULL, &e);
+	is_int(r, -ENOENT, "%s: env_set_driver on a missing env gives -ENOENT", what);
+
 	r = catalog_image_users(c, "base", &count, &e);
 	ok(r == 0 && count == 3, "%s: image_users counts three envs", what);
 	r = catalog_image_remove(c, "base", &e);
@@ -620,12 +636,12 @@ int main(void)
 		printf("1..0 # SKIP cannot create a temporary directory\n");
 		return 0;
 	}
-	plan(2 * 75 + 4 + 2 * 5 + 8 + 3 + 2);
+	plan(2 * 79 + 4 + 2 * 5 + 8 + 3 + 2);
 	test_suite(":memory:", "memory");
 	test_suite(tmp_path(path, sizeof(path), "file.db"), "file");
 	test_reopen();
 	test_patched("future.db", 99, -EPROTO,
-		     " is from a newer ctool (version 99, this one knows 1)");
+		     " is from a newer ctool (version 99, this one knows 2)");
 	test_patched("unversioned.db", 0, -EIO,
 		     " is not a ctool catalog: it has tables but no version");
 	test_garbage();

@@ -6,20 +6,23 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "driver.h"
 #include "log.h"
 #include "util.h"
 
-static const char clone_usage[] = "usage: ctool clone SOURCE NAME [-d DIR] [--volatile]\n";
+static const char clone_usage[] =
+	"usage: ctool clone SOURCE NAME [-d DIR] [--volatile] [--driver kernel|fuse]\n";
 
 int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 {
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },
 		{ "volatile", no_argument, NULL, 'V' },
+		{ "driver", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *dir = NULL, *src, *name;
+	const char *dir = NULL, *src, *name, *driver = NULL;
 	bool volatile_ = false;
 	struct catalog_image img = { 0 };
 	struct ct_err e = { 0 };
@@ -30,6 +33,11 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'V': volatile_ = true; break;
+		case 'R':
+			if (!driver_is_valid(optarg))
+				return cmd_usage_error("no driver named '%s' (kernel or fuse)", optarg);
+			driver = optarg;
+			break;
 		case 'h': fputs(clone_usage, stdout); return 0;
 		default: return cmd_bad_option(argv);
 		}
@@ -58,7 +66,7 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 	r = catalog_image_get(ctx->store->cat, src, &img, &e);
 	catalog_image_clear(&img);
 	if (r == 0) {
-		r = env_clone(ctx->store, src, NULL, name, dir, volatile_, &e);
+		r = env_clone(ctx->store, src, NULL, name, dir, volatile_, driver, &e);
 	} else if (r == -ENOENT) {
 		struct env *senv = NULL;
 
@@ -78,7 +86,7 @@ int cmd_clone(int argc, char **argv, struct cmd_ctx *ctx)
 			env_free(senv);
 			return 1;
 		}
-		r = env_clone(ctx->store, NULL, senv, name, dir, volatile_, &e);
+		r = env_clone(ctx->store, NULL, senv, name, dir, volatile_, driver, &e);
 		env_free(senv);
 	}
 	if (r < 0)

@@ -213,7 +213,7 @@ int cmd_create(int argc, char **argv, struct cmd_ctx *ctx)
 
 		r = env_lock(ctx->store, name, &lock, &e);
 		if (r == 0)
-			r = env_clone(ctx->store, image, NULL, name, dir, false, &e);
+			r = env_clone(ctx->store, image, NULL, name, dir, false, NULL, &e);
 		/* as with chroot-tool, DIR shows the tree right away */
 		if (r == 0)
 			r = env_load(ctx->store, name, &env, &e);

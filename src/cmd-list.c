@@ -148,6 +148,8 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
 	       "upper: %s\nconf: %s\ncreated: %s\n",
 	       env->row.name, env->row.id, env->row.image, on ? "on" : "off", env->row.driver,
 	       env->row.volatile_ ? "yes" : "no", env->root, env->upper, env->conf, when);
+	if (env->row.driver_note[0])
+		printf("driver-note: %s\n", env->row.driver_note);
 	if (on && (opts_now = mounttab_options(env->root)))
 		printf("mount-options: %s\n", opts_now);
 	r = env_binds(ctx->store, env, &binds, &n, &e);

@@ -6,11 +6,12 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "driver.h"
 #include "log.h"
 #include "util.h"
 
-static const char on_usage[] =
-	"usage: ctool on [NAME | -d DIR] [--host-dev] [-v HOST:TARGET[:ro]]...\n";
+static const char on_usage[] = "usage: ctool on [NAME | -d DIR] [--host-dev] [-v HOST:TARGET[:ro]]...\n"
+			       "                [--driver kernel|fuse]\n";
 static const char off_usage[] = "usage: ctool off [NAME | -d DIR] [--force] [-t SECONDS]\n";
 
 int cmd_on(int argc, char **argv, struct cmd_ctx *ctx)
@@ -18,7 +19,7 @@ int cmd_on(int argc, char **argv, struct cmd_ctx *ctx)
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' },  { "host-dev", no_argument, NULL, 'D' },
 		{ "volume", required_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{ "driver", required_argument, NULL, 'R' }, { NULL, 0, NULL, 0 },
 	};
 	struct env_bind binds[64];
 	struct env_on_opts o = { .binds = binds };
@@ -32,6 +33,11 @@ int cmd_on(int argc, char **argv, struct cmd_ctx *ctx)
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 'D': o.host_dev = true; break;
+		case 'R':
+			if (!driver_is_valid(optarg))
+				return cmd_usage_error("no driver named '%s' (kernel or fuse)", optarg);
+			o.driver = optarg;
+			break;
 		case 'v':
 			if (o.n_binds >= ARRAY_SIZE(binds))
 				return cmd_usage_error("too many -v");

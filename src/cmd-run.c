@@ -7,6 +7,7 @@
 
 #include "cmd.h"
 #include "dispatch.h"
+#include "driver.h"
 #include "exec.h"
 #include "log.h"
 #include "util.h"
@@ -17,11 +18,11 @@ extern char **environ;
 
 static const char run_usage[] =
 	"usage: ctool run [NAME | -d DIR] [-u USER] [-w DIR] [-e K=V]... [-v HOST:TARGET[:ro]]...\n"
-	"                 [--host-dev] [--] CMD [ARG...]\n";
+	"                 [--host-dev] [--driver kernel|fuse] [--] CMD [ARG...]\n";
 
 struct run_args {
 	const char *first;  /* NAME, or the command's first word */
-	const char *dir, *user, *cwd;
+	const char *dir, *user, *cwd, *driver;
 	char *envs[128];
 	size_t n_envs;
 	struct env_bind binds[64];
@@ -81,12 +82,19 @@ static int run_parse(int argc, char **argv, struct run_args *a)
 		}
 		if (!(!strcmp(o, "-u") || !strcmp(o, "-w") || !strcmp(o, "-e") || !strcmp(o, "-v") ||
 		      !strcmp(o, "-d") || !strcmp(o, "--user") || !strcmp(o, "--workdir") ||
-		      !strcmp(o, "--env") || !strcmp(o, "--volume") || !strcmp(o, "--dir"))) {
+		      !strcmp(o, "--env") || !strcmp(o, "--volume") || !strcmp(o, "--dir") ||
+		      !strcmp(o, "--driver"))) {
 			return cmd_usage_error("unknown option '%s' (see 'ctool run --help')", o);
 		}
 		if (i + 1 >= argc)
 			return cmd_usage_error("option '%s' needs a value", o);
 		val = argv[++i];
+		if (strcmp(o, "--driver") == 0) {
+			if (!driver_is_valid(val))
+				return cmd_usage_error("no driver named '%s' (kernel or fuse)", val);
+			a->driver = val;
+			continue;
+		}
 		switch (o[1] == '-' ? o[2] : o[1]) {
 		case 'u': a->user = val; break;
 		case 'w': a->cwd = val; break;
@@ -212,7 +220,7 @@ int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 	}
 	if (!env_is_on(env) || !env->row.want_on || a.n_binds) {
 		struct env_on_opts o = { .host_dev = a.host_dev, .binds = a.binds,
-					 .n_binds = a.n_binds };
+					 .n_binds = a.n_binds, .driver = a.driver };
 
 		r = env_on(ctx->store, env, &o, &e);
 		if (r < 0)

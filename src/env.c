@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include "driver.h"
 #include "env.h"
 #include "exec.h"
 #include "lock.h"
@@ -142,7 +144,32 @@ int env_find_by_root(struct store *s, const char *dir, struct env **ret, struct 
 
 bool env_is_on(const struct env *env)
 {
-	return path_is_mountpoint(env->root);
+	struct statx stx;
+
+	/* a FUSE mount whose daemon died is still mounted */
+	if (statx(AT_FDCWD, env->root, AT_SYMLINK_NOFOLLOW, 0, &stx) < 0)
+		return errno == ENOTCONN;
+	return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+/* When the env's root is a FUSE mount whose daemon is gone, stop what
+ * runs inside and detach the mounts (nothing below can be reached by
+ * path any more); reap what is left of the daemon. Returns whether it
+ * did. */
+static bool env_drop_dead_fuse(struct env *env, int grace_ms)
+{
+	_cleanup_free_ char *pidfile = xasprintf("%s/fuse.pid", env->dir);
+
+	if (!driver_fuse_dead(env->root))
+		return false;
+	log_warn("env '%s': its ctool-overlayfs is gone; unmounting what is left", env->row.name);
+	(void)procs_stop(env->root, grace_ms, NULL);
+	if (umount2(env->root, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
+		log_warn("cannot detach '%s': %m", env->root);
+	if (pidfile)
+		driver_fuse_reap(pidfile);
+	return true;
 }
 
 /* The records of an env: names/NAME holds its id and root, on/NAME the
@@ -259,7 +286,8 @@ int env_load_on(struct store *s, const char *name, struct env **ret)
 
 	if (r < 0)
 		return r;
-	if (!env_is_on(env)) {
+	if (!path_is_mountpoint(env->root)) {
+		/* off, or a FUSE mount whose daemon died: the full path */
 		env_free(env);
 		return -ENOENT;
 	}
@@ -353,7 +381,7 @@ static int root_prepare(struct store *s, const char *dir, char **ret, struct ct_
 }
 
 int env_clone(struct store *s, const char *image, const struct env *src_env, const char *name,
-	      const char *root_dir, bool volatile_, struct ct_err *e)
+	      const char *root_dir, bool volatile_, const char *driver, struct ct_err *e)
 {
 	struct catalog_env row = { 0 };
 	_cleanup_free_ char *root = NULL, *stage = NULL, *dir = NULL;
@@ -370,7 +398,10 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	}
 	snprintf(row.name, sizeof(row.name), "%s", name);
 	snprintf(row.image, sizeof(row.image), "%s", src_env ? src_env->row.image : image);
-	snprintf(row.driver, sizeof(row.driver), "kernel");
+	r = driver_requested(driver, &driver, e);
+	if (r < 0)
+		return r;
+	snprintf(row.driver, sizeof(row.driver), "%s", driver ? driver : DRIVER_KERNEL);
 	row.volatile_ = volatile_;
 	row.created = now_ms();
 	if (src_env) {
@@ -475,7 +506,68 @@ static void volatile_settle(struct env *env)
 		(void)rm_tree_onefs(AT_FDCWD, incompat, NULL);
 }
 
-static int mount_overlay(struct store *s, struct env *env, int *ret_fd, struct ct_err *e)
+/* Is err the kernel refusing an overlay (rather than a missing folder or
+ * a root that is not safe)? Then the FUSE driver may take over. */
+static bool kernel_refused(int err)
+{
+	return err == EINVAL || err == EPERM || err == EACCES || err == ENODEV ||
+	       err == EOPNOTSUPP || err == ENOSYS || err == EXDEV;
+}
+
+/* Mount the overlay with the driver asked for (see env_on); record the
+ * driver in use and why in the catalog when that changed. */
+static int mount_overlay_with(struct store *s, struct env *env, const struct overlay_spec *ov,
+			      const char *asked, int dirfd, int *ret_fd, struct ct_err *e)
+{
+	_cleanup_free_ char *pidfile = xasprintf("%s/fuse.pid", env->dir);
+	char note[sizeof(env->row.driver_note)] = "";
+	const char *want = asked, *used;
+	int r;
+
+	if (!pidfile)
+		return ct_fail(e, ENOMEM, "out of memory");
+	/* an env whose driver was a fallback asks for the kernel again */
+	if (!want)
+		want = env->row.driver_note[0] || !env->row.driver[0] ? DRIVER_KERNEL : env->row.driver;
+	used = want;
+	if (strcmp(want, DRIVER_FUSE) == 0) {
+		r = driver_fuse_mount(dirfd, env->root, ov, pidfile, ret_fd, e);
+	} else {
+		/* CTOOL_TEST_KERNEL_REFUSES=1: the tests' stand-in for a kernel
+		 * that refuses (an upper on overlayfs, no permission) */
+		r = getenv("CTOOL_TEST_KERNEL_REFUSES") ?
+			    ct_fail(e, EPERM, "cannot mount the overlay on '%s': refused "
+				    "(CTOOL_TEST_KERNEL_REFUSES)", env->root) :
+			    mounts_overlay(dirfd, env->root, ov, ret_fd, e);
+		if (r < 0 && !asked && kernel_refused(-r)) {
+			snprintf(note, sizeof(note), "the kernel refused the overlay: %s", e->msg);
+			log_debug("env '%s': %s; using ctool-overlayfs", env->row.name, note);
+			used = DRIVER_FUSE;
+			r = driver_fuse_mount(dirfd, env->root, ov, pidfile, ret_fd, e);
+			if (r < 0) {
+				char why[sizeof(e->msg)];
+
+				snprintf(why, sizeof(why), "%s", e->msg);
+				r = ct_fail(e, -r, "%s; and the fuse driver failed: %s", note, why);
+			}
+		}
+	}
+	if (r < 0)
+		return r;
+	if (strcmp(used, env->row.driver) != 0 || strcmp(note, env->row.driver_note) != 0) {
+		r = catalog_env_set_driver(s->cat, env->row.name, used, note, e);
+		if (r < 0) {
+			(void)umount2(env->root, UMOUNT_NOFOLLOW | MNT_DETACH);
+			return r;
+		}
+		snprintf(env->row.driver, sizeof(env->row.driver), "%s", used);
+		snprintf(env->row.driver_note, sizeof(env->row.driver_note), "%s", note);
+	}
+	return 0;
+}
+
+static int mount_overlay(struct store *s, struct env *env, const char *asked, int *ret_fd,
+			 struct ct_err *e)
 {
 	_cleanup_close_ int dirfd = -1;
 	struct catalog_image img = { 0 };
@@ -509,7 +601,7 @@ static int mount_overlay(struct store *s, struct env *env, int *ret_fd, struct c
 			.volatile_ = env->row.volatile_,
 		};
 		dirfd = mounts_root_open(env->root, false, e);
-		r = dirfd < 0 ? dirfd : mounts_overlay(dirfd, env->root, &ov, ret_fd, e);
+		r = dirfd < 0 ? dirfd : mount_overlay_with(s, env, &ov, asked, dirfd, ret_fd, e);
 	}
 out:
 	for (i = 0; paths && i < img.n_layers; i++)
@@ -587,9 +679,15 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 	_cleanup_close_ int rootfd = -1;
 	size_t n_binds = 0, i;
 	char boot[40];
-	bool was_on = env_is_on(env);
+	const char *asked = NULL;
+	bool was_on;
 	int r;
 
+	r = driver_requested(o->driver, &asked, e);
+	if (r < 0)
+		return r;
+	(void)env_drop_dead_fuse(env, 1000);
+	was_on = env_is_on(env);
 	if (was_on && !env->row.want_on) {
 		/* a partial 'on' or 'off' was cut short: start again */
 		log_debug("env '%s': finishing an interrupted on/off", env->row.name);
@@ -656,9 +754,9 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r == 0)
 			r = store_keep_private(s, e);
 		if (r == 0)
-			r = mount_overlay(s, env, &rootfd, e);
+			r = mount_overlay(s, env, asked, &rootfd, e);
 	} else {
-		r = mount_overlay(s, env, &rootfd, e);
+		r = mount_overlay(s, env, asked, &rootfd, e);
 	}
 	if (r < 0)
 		goto out;
@@ -719,7 +817,7 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 			return r;
 		env->row.want_on = false;
 	}
-	if (!env_is_on(env))
+	if (!env_is_on(env) || env_drop_dead_fuse(env, grace_ms))
 		return 0;
 	if (env_has_file(env, "/chroot.d/stop", true)) {
 		char *argv[] = { (char *)"/chroot.d/stop", NULL };
@@ -749,6 +847,12 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 	}
 	if (r < 0)
 		return r;
+	if (strcmp(env->row.driver, DRIVER_FUSE) == 0) {
+		_cleanup_free_ char *pidfile = xasprintf("%s/fuse.pid", env->dir);
+
+		if (pidfile)
+			driver_fuse_reap(pidfile);
+	}
 	if (env->row.volatile_)
 		volatile_settle(env);
 	return 0;

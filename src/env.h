@@ -28,6 +28,7 @@ struct env_on_opts {
 	bool host_dev;
 	const struct env_bind *binds;  /* -v binds, recorded with the env */
 	size_t n_binds;
+	const char *driver;            /* --driver, or NULL (see env_on) */
 };
 
 /* Lock env 'name' (exclusive); *ret_fd releases it when closed. */
@@ -67,10 +68,16 @@ int env_load_named(struct store *s, const char *name, struct env **ret);
 
 /* Make env 'name' from image 'image' (instant) or, when src_env is
  * given, as a copy of src_env's changes (src_env must be off). root_dir
- * NULL: the default root. */
+ * NULL: the default root. driver: the one it asks for (NULL:
+ * $CTOOL_DRIVER, else the kernel's). */
 int env_clone(struct store *s, const char *image, const struct env *src_env, const char *name,
-	      const char *root_dir, bool volatile_, struct ct_err *e);
+	      const char *root_dir, bool volatile_, const char *driver, struct ct_err *e);
 
+/* Mount the env: the overlay with the driver asked for (o->driver, else
+ * $CTOOL_DRIVER, else the env's own), then the standard mounts and the
+ * binds. When the kernel's overlay was not asked for by name and the
+ * kernel refuses it, ctool-overlayfs takes over, and the catalog records
+ * the driver and why. */
 int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct ct_err *e);
 
 /* Stop and unmount. grace_ms: TERM to KILL. Without force a busy mount

@@ -1,0 +1,62 @@
+#!/usr/bin/env bats
+# Drivers: --driver and $CTOOL_DRIVER on clone, on and run; the fallback
+# to ctool-overlayfs when the kernel refuses an overlay, and what info
+# says of it.
+
+load helpers
+
+setup() {
+	common_setup
+	base_image
+}
+
+@test "a bad driver is a usage error, with nothing made or mounted" {
+	for args in "clone base x --driver zfs" "on x --driver zfs" "run x --driver zfs -- /bin/true"; do
+		[ "${args%% *}" = clone ] || ctool clone base x 2>/dev/null || true
+		# shellcheck disable=SC2086
+		run --separate-stderr ctool $args
+		assert_status 2
+		assert_one_error_line "ctool: ${args%% *}: "
+		[[ $stderr == *"no driver named 'zfs'"* ]] || fail "stderr: $stderr"
+	done
+	run --separate-stderr env CTOOL_DRIVER=zfs "$CTOOL" on x
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	[[ $stderr == *CTOOL_DRIVER* ]] || fail "stderr: $stderr"
+	assert_no_mounts_under "$CTOOL_STORE"
+}
+
+@test "clone --driver and \$CTOOL_DRIVER choose the env's driver" {
+	ctool clone base k
+	[ "$(info_get k driver)" = kernel ]
+	ctool clone base f --driver fuse
+	[ "$(info_get f driver)" = fuse ]
+	CTOOL_DRIVER=fuse "$CTOOL" clone base g
+	[ "$(info_get g driver)" = fuse ]
+	CTOOL_DRIVER=fuse "$CTOOL" clone base h --driver kernel
+	[ "$(info_get h driver)" = kernel ]
+	[ "$(list_field f 4)" = fuse ] || fail "list DRIVER: $(list_field f 4)"
+}
+
+@test "the kernel refusing, a driver that cannot start: one line, nothing mounted" {
+	ctool clone base e
+	root=$(env_root e)
+	run --separate-stderr env CTOOL_TEST_KERNEL_REFUSES=1 CTOOL_OVERLAYFS=/nonexistent \
+		"$CTOOL" on e
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	[[ $stderr == *"kernel refused"* && $stderr == *"fuse driver"* ]] || fail "stderr: $stderr"
+	assert_no_mounts_under "$root"
+	[ "$(info_get e driver)" = kernel ] || fail "driver recorded: $(info_get e driver)"
+	[ "$(list_field e 3)" = off ]
+}
+
+@test "--driver kernel is never replaced: the kernel's refusal is the error" {
+	ctool clone base e
+	run --separate-stderr env CTOOL_TEST_KERNEL_REFUSES=1 "$CTOOL" on e --driver kernel
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	[[ $stderr != *"fuse driver"* ]] || fail "fell back although the kernel was asked for: $stderr"
+	[[ $stderr == *"cannot mount the overlay"* ]] || fail "stderr: $stderr"
+	assert_no_mounts_under "$(env_root e)"
+}

@@ -1,0 +1,310 @@
+/* Merged directories: the union of a directory's layers, topmost first,
+ * each name once, whiteouts hiding what is below them. */
+#include "config.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "ovl.h"
+
+struct raw_ent {
+	char *name;
+	ino_t ino;
+	unsigned char type;
+	bool whiteout;
+};
+
+struct raw_list {
+	struct raw_ent *v;
+	size_t count, cap;
+};
+
+static int raw_add(struct raw_list *l, const char *name, ino_t ino, unsigned char type, bool wh)
+{
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct raw_ent *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->count].name = strdup(name);
+	if (!l->v[l->count].name)
+		return -ENOMEM;
+	l->v[l->count].ino = ino;
+	l->v[l->count].type = type;
+	l->v[l->count].whiteout = wh;
+	l->count++;
+	return 0;
+}
+
+/* Append the entries of directory pfd (O_PATH) of one layer. */
+static int read_layer(int pfd, struct raw_list *l)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd, r = 0;
+
+	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		(void)close(fd);
+		return r;
+	}
+	while ((de = readdir(d))) {
+		bool wh = false;
+		unsigned char type = de->d_type;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (type == DT_CHR || type == DT_UNKNOWN) {
+			if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			wh = stat_is_whiteout(&st);
+			type = (unsigned char)IFTODT(st.st_mode);
+		}
+		r = raw_add(l, de->d_name, de->d_ino, type, wh);
+		if (r < 0)
+			break;
+	}
+	(void)closedir(d);
+	return r;
+}
+
+static int cmp_name(const void *a, const void *b, void *arg)
+{
+	const struct raw_ent *v = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = strcmp(v[x].name, v[y].name);
+
+	if (c)
+		return c;
+	return (x > y) - (x < y);
+}
+
+/* Keep the first occurrence of each name (upper first), drop the
+ * whiteouts, keep the discovery order: the kept names move into *ret. */
+static int merge(struct raw_list *l, struct ovl_dir *ret)
+{
+	_cleanup_free_ size_t *idx = NULL;
+	_cleanup_free_ bool *keep = NULL;
+	struct ovl_dirent *v;
+	size_t i, n = 0;
+
+	idx = calloc(l->count + 1, sizeof(*idx));
+	keep = calloc(l->count + 1, sizeof(*keep));
+	v = calloc(l->count + 1, sizeof(*v));
+	if (!idx || !keep || !v) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (i = 0; i < l->count; i++)
+		idx[i] = i;
+	qsort_r(idx, l->count, sizeof(*idx), cmp_name, l->v);
+	for (i = 0; i < l->count; i++) {
+		bool dup = i > 0 && !strcmp(l->v[idx[i - 1]].name, l->v[idx[i]].name);
+
+		keep[idx[i]] = !dup && !l->v[idx[i]].whiteout;
+	}
+	for (i = 0; i < l->count; i++) {
+		if (!keep[i])
+			continue;
+		v[n].name = TAKE_PTR(l->v[i].name);
+		v[n].ino = l->v[i].ino;
+		v[n].type = l->v[i].type;
+		n++;
+	}
+	ret->ents = v;
+	ret->count = n;
+	return 0;
+}
+
+static void raw_free(struct raw_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		free(l->v[i].name);
+	free(l->v);
+}
+
+/* The merged listing of directory node `dir` (without "." and "..") into
+ * *ret, to free with dir_list_free. Tree lock held. 0 or -errno. */
+int dir_list(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *ret)
+{
+	_cleanup_free_ char *path = NULL;
+	struct raw_list l = { 0 };
+	int i, r;
+
+	r = node_path(dir, &path);
+	if (r < 0)
+		return r;
+	for (i = dir->layer; i <= dir->last; i++) {
+		_cleanup_close_ int pfd = -1;
+
+		r = layer_open_dir(fs, i, path, &pfd);
+		if (r == -ENOENT || r == -ENOTDIR)
+			continue;
+		if (r < 0)
+			goto out;
+		r = read_layer(pfd, &l);
+		if (r < 0)
+			goto out;
+	}
+	r = merge(&l, ret);
+out:
+	raw_free(&l);
+	return r;
+}
+
+/* Free a listing (NULL-safe contents). */
+void dir_list_free(struct ovl_dir *d)
+{
+	size_t i;
+
+	for (i = 0; d->ents && i < d->count; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	d->ents = NULL;
+	d->count = 0;
+}
+
+/* 0 when `dir` shows no entry in the merged view, -ENOTEMPTY otherwise
+ * (or -errno). Tree lock held. */
+int dir_check_empty(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	struct ovl_dir d = { 0 };
+	int r;
+
+	r = dir_list(fs, dir, &d);
+	if (r < 0)
+		return r;
+	r = d.count ? -ENOTEMPTY : 0;
+	dir_list_free(&d);
+	return r;
+}
+
+/* An open directory: the listing taken when reading starts at 0. */
+struct dir_handle {
+	struct ovl_dir d;
+	bool loaded;
+};
+
+/* opendir: a handle; the listing is read on the first readdir. */
+void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_handle *h = calloc(1, sizeof(*h));
+
+	(void)ino;
+	if (!h) {
+		(void)fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	(void)fuse_reply_open(req, fi);
+}
+
+static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi, bool plus)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct ovl_node *dir = node_of(fs, ino);
+	_cleanup_free_ char *buf = NULL;
+	size_t used = 0, i;
+	int r = 0;
+
+	buf = malloc(size);
+	if (!buf) {
+		(void)fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	tree_rdlock(fs);
+	if (off == 0 || !h->loaded) {
+		dir_list_free(&h->d);
+		r = dir_list(fs, dir, &h->d);
+		h->loaded = r == 0;
+	}
+	for (i = (size_t)off; r == 0 && i < h->d.count + 2; i++) {
+		struct fuse_entry_param e = { 0 };
+		const char *name = i == 0 ? "." : i == 1 ? ".." : h->d.ents[i - 2].name;
+		size_t need;
+
+		e.attr.st_ino = i < 2 ? 1 : h->d.ents[i - 2].ino;
+		e.attr.st_mode = i < 2 ? S_IFDIR : (mode_t)DTTOIF(h->d.ents[i - 2].type);
+		if (!plus) {
+			need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+						 (off_t)i + 1);
+		} else {
+			if (i >= 2 && ops_entry(fs, dir, name, &e) < 0)
+				continue; /* vanished: skip it */
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+						      (off_t)i + 1);
+			if (need > size - used && e.ino)
+				node_forget(fs, node_of(fs, e.ino), 1);
+		}
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	tree_unlock(fs);
+	if (r < 0 && used == 0)
+		(void)fuse_reply_err(req, -r);
+	else
+		(void)fuse_reply_buf(req, buf, used);
+}
+
+/* readdir: the merged listing from offset off. */
+void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	dir_fill(req, ino, size, off, fi, false);
+}
+
+/* readdirplus: the same, each entry looked up (one kernel lookup each). */
+void dir_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	dir_fill(req, ino, size, off, fi, true);
+}
+
+/* releasedir: drop the handle. */
+void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	dir_list_free(&h->d);
+	free(h);
+	(void)fuse_reply_err(req, 0);
+}
+
+/* fsyncdir: sync the upper directory when there is one (not with
+ * "volatile"). */
+void dir_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	_cleanup_close_ int fd = -1;
+	int r = 0;
+
+	(void)fi;
+	if (fs->nosync) {
+		(void)fuse_reply_err(req, 0);
+		return;
+	}
+	tree_rdlock(fs);
+	if (n->layer == OVL_UPPER)
+		r = node_open(fs, n, O_RDONLY | O_DIRECTORY, &fd);
+	tree_unlock(fs);
+	if (r == 0 && fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) < 0)
+		r = -errno;
+	(void)fuse_reply_err(req, -r);
+}

@@ -1,0 +1,594 @@
+/* The FUSE operations that change names: create, mkdir, mknod, symlink,
+ * link, unlink, rmdir, rename. All run with the tree lock held for
+ * writing. A name that a lower layer shows is removed with a whiteout;
+ * an entry made where a whiteout was replaces it atomically (through the
+ * workdir), a directory made there is marked opaque. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ovl.h"
+
+/* What a new entry is. */
+struct ns_new {
+	mode_t mode;            /* type and permission bits, umask applied */
+	dev_t rdev;
+	const char *target;     /* symlinks */
+	int oflags;             /* regular files made by create */
+	const char *link_src;   /* hard links: name in link_fd (upper) */
+	int link_fd;
+};
+
+/* Open directory node `dir` itself in the upper (O_PATH). fd or -errno. */
+static int upper_dir_fd(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	_cleanup_free_ char *path = NULL;
+	int fd, r;
+
+	r = node_path(dir, &path);
+	if (r < 0)
+		return r;
+	r = layer_open_dir(fs, OVL_UPPER, path, &fd);
+	return r < 0 ? r : fd;
+}
+
+/* Is dfd/name a whiteout? 1, 0 (nothing or something else) or -errno. */
+static int is_whiteout_at(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return stat_is_whiteout(&st);
+}
+
+/* Make the object of nw at dfd/name; a regular file's fd in *ret_fd. */
+static int make_object(int dfd, const char *name, const struct ns_new *nw, int *ret_fd)
+{
+	int fd;
+
+	if (nw->link_src)
+		return linkat(nw->link_fd, nw->link_src, dfd, name, 0) < 0 ? -errno : 0;
+	switch (nw->mode & S_IFMT) {
+	case S_IFREG:
+		fd = openat(dfd, name,
+			    (nw->oflags & ~(O_TRUNC | O_NOCTTY | O_NOFOLLOW | O_DIRECTORY)) |
+				    O_CREAT | O_EXCL | O_CLOEXEC,
+			    nw->mode & 07777);
+		if (fd < 0)
+			return -errno;
+		*ret_fd = fd;
+		return 0;
+	case S_IFDIR:
+		return mkdirat(dfd, name, nw->mode & 07777) < 0 ? -errno : 0;
+	case S_IFLNK:
+		return symlinkat(nw->target, dfd, name) < 0 ? -errno : 0;
+	default:
+		return mknodat(dfd, name, nw->mode, nw->rdev) < 0 ? -errno : 0;
+	}
+}
+
+/* Give dfd/name the caller's ownership: its uid, and its gid or the
+ * directory's when that is setgid (directories then inherit the bit).
+ * chown drops set-id bits, so they are put back after it. */
+static int set_owner(int dfd, const char *name, const struct ns_new *nw,
+		     const struct fuse_ctx *ctx, const struct stat *pst)
+{
+	bool sgid_dir = pst->st_mode & S_ISGID;
+	gid_t gid = sgid_dir ? pst->st_gid : ctx->gid;
+	mode_t mode = nw->mode & 07777;
+
+	if (nw->link_src)
+		return 0;
+	if (S_ISDIR(nw->mode) && sgid_dir)
+		mode |= S_ISGID;
+	if (fchownat(dfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISLNK(nw->mode) && (mode & (S_ISUID | S_ISGID)) &&
+	    fchmodat(dfd, name, mode, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Make entry `name` in merged dir `parent` as nw says, owned by the
+ * caller; the node (one kernel lookup) and attributes in *e, a regular
+ * file's open fd in *ret_fd. Tree lock held for writing. 0 or -errno. */
+static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, const char *name,
+		   const struct ns_new *nw, struct fuse_entry_param *e, int *ret_fd)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	_cleanup_close_ int upfd = -1, fd = -1;
+	struct ovl_node *n;
+	struct ovl_hit h;
+	struct stat pst;
+	char tmp[64];
+	int wh, r;
+
+	if (fs->readonly)
+		return -EROFS;
+	r = layer_lookup(fs, parent, name, &h);
+	if (r < 0)
+		return r;
+	if (h.found)
+		return -EEXIST;
+	r = copyup_node(fs, parent);
+	if (r < 0)
+		return r;
+	upfd = upper_dir_fd(fs, parent);
+	if (upfd < 0)
+		return upfd;
+	if (fstat(upfd, &pst) < 0)
+		return -errno;
+	wh = is_whiteout_at(upfd, name);
+	if (wh < 0)
+		return wh;
+	if (!wh) {
+		/* nothing to replace: made in place, as the kernel does */
+		r = make_object(upfd, name, nw, &fd);
+		if (r == 0 && (r = set_owner(upfd, name, nw, ctx, &pst)) < 0)
+			(void)unlinkat(upfd, name, S_ISDIR(nw->mode) ? AT_REMOVEDIR : 0);
+	} else {
+		(void)layer_tmp_name(fs, tmp);
+		r = make_object(fs->workfd, tmp, nw, &fd);
+		if (r == 0)
+			r = set_owner(fs->workfd, tmp, nw, ctx, &pst);
+		if (r == 0 && S_ISDIR(nw->mode))
+			r = layer_set_opaque(fs->workfd, tmp, true);
+		if (r == 0 && S_ISDIR(nw->mode)) {
+			if (renameat2(fs->workfd, tmp, upfd, name, RENAME_EXCHANGE) < 0)
+				r = -errno;
+			else
+				(void)unlinkat(fs->workfd, tmp, 0); /* the old whiteout */
+		} else if (r == 0 && renameat(fs->workfd, tmp, upfd, name) < 0) {
+			r = -errno;
+		}
+		if (r < 0)
+			(void)unlinkat(fs->workfd, tmp, S_ISDIR(nw->mode) ? AT_REMOVEDIR : 0);
+	}
+	if (r < 0)
+		return r;
+	memset(&h, 0, sizeof(h));
+	if (fstatat(upfd, name, &h.st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	h.found = true;
+	h.type = h.st.st_mode & S_IFMT;
+	h.layer = h.last = OVL_UPPER;
+	r = node_get(fs, parent, name, &h, &n);
+	if (r < 0)
+		return r;
+	ops_fill_entry(fs, n, &h.st, e);
+	if (ret_fd)
+		*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* Run ns_make for a request and reply with the entry. */
+static void ns_make_reply(fuse_req_t req, fuse_ino_t parent, const char *name,
+			  const struct ns_new *nw)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	int r;
+
+	tree_wrlock(fs);
+	r = ns_make(fs, req, node_of(fs, parent), name, nw, &e, NULL);
+	tree_unlock(fs);
+	if (r < 0)
+		(void)fuse_reply_err(req, -r);
+	else
+		(void)fuse_reply_entry(req, &e);
+}
+
+void ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct ns_new nw = { .mode = mode, .rdev = rdev };
+
+	if (S_ISREG(mode))
+		nw.oflags = O_RDONLY; /* the fd is closed by ns_make */
+	ns_make_reply(req, parent, name, &nw);
+}
+
+void ns_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct ns_new nw = { .mode = S_IFDIR | (mode & 07777) };
+
+	ns_make_reply(req, parent, name, &nw);
+}
+
+void ns_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct ns_new nw = { .mode = S_IFLNK | 0777, .target = link };
+
+	ns_make_reply(req, parent, name, &nw);
+}
+
+void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ns_new nw = { .mode = S_IFREG | (mode & 07777), .oflags = fi->flags };
+	struct fuse_entry_param e;
+	int fd = -1, r;
+
+	tree_wrlock(fs);
+	r = ns_make(fs, req, node_of(fs, parent), name, &nw, &e, &fd);
+	tree_unlock(fs);
+	if (r < 0) {
+		(void)fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 1;
+	if (fuse_reply_create(req, &e, fi) < 0)
+		(void)close(fd);
+}
+
+void ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	struct ns_new nw = { .mode = S_IFREG };
+	_cleanup_close_ int pfd = -1;
+	struct fuse_entry_param e;
+	int r;
+
+	tree_wrlock(fs);
+	r = copyup_node(fs, n);
+	if (r == 0) {
+		pfd = node_parent_fd(fs, n, OVL_UPPER, &nw.link_src);
+		r = pfd < 0 ? pfd : 0;
+	}
+	if (r == 0) {
+		nw.link_fd = pfd;
+		nw.mode = n->type;
+		r = ns_make(fs, req, node_of(fs, newparent), newname, &nw, &e, NULL);
+	}
+	tree_unlock(fs);
+	if (r < 0)
+		(void)fuse_reply_err(req, -r);
+	else
+		(void)fuse_reply_entry(req, &e);
+}
+
+/* Forget the merged name parent/name: its node is unhashed. */
+static void drop_name(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	struct ovl_node *n = node_find(fs, parent, name);
+
+	if (n) {
+		node_unhash(fs, n);
+		node_put(fs, n);
+	}
+}
+
+/* Remove non-directory `name` from the merged view. */
+static int do_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	_cleanup_close_ int upfd = -1;
+	struct ovl_hit h;
+	int lower, r;
+
+	r = layer_lookup(fs, parent, name, &h);
+	if (r < 0)
+		return r;
+	if (!h.found)
+		return -ENOENT;
+	if (S_ISDIR(h.type))
+		return -EISDIR;
+	lower = layer_lower_has(fs, parent, name);
+	if (lower < 0)
+		return lower;
+	r = copyup_node(fs, parent);
+	if (r < 0)
+		return r;
+	upfd = upper_dir_fd(fs, parent);
+	if (upfd < 0)
+		return upfd;
+	if (lower)
+		r = layer_make_whiteout(fs, upfd, name);
+	else
+		r = unlinkat(upfd, name, 0) < 0 ? -errno : 0;
+	if (r == 0)
+		drop_name(fs, parent, name);
+	return r;
+}
+
+void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ovl_fs *fs = req_fs(req);
+	int r;
+
+	if (fs->readonly) {
+		(void)fuse_reply_err(req, EROFS);
+		return;
+	}
+	tree_wrlock(fs);
+	r = do_unlink(fs, node_of(fs, parent), name);
+	tree_unlock(fs);
+	(void)fuse_reply_err(req, -r);
+}
+
+/* A transient node for parent/name as hit h shows it (for listing). */
+static void stack_node(struct ovl_node *n, struct ovl_node *parent, const char *name,
+		       const struct ovl_hit *h)
+{
+	memset(n, 0, sizeof(*n));
+	n->parent = parent;
+	n->name = (char *)name;
+	n->type = h->type;
+	n->layer = h->layer;
+	n->last = h->last;
+}
+
+/* Take the upper directory upfd/name out of the merged view: it holds
+ * only whiteouts. It is moved to the workdir first (swapped with a
+ * whiteout when a lower shows the name), then emptied there. */
+static int remove_upper_dir(struct ovl_fs *fs, int upfd, const char *name, bool whiteout)
+{
+	char tmp[64];
+
+	(void)layer_tmp_name(fs, tmp);
+	if (whiteout) {
+		if (mknodat(fs->workfd, tmp, S_IFCHR | 0, 0) < 0)
+			return -errno;
+		if (renameat2(fs->workfd, tmp, upfd, name, RENAME_EXCHANGE) < 0) {
+			int r = -errno;
+
+			(void)unlinkat(fs->workfd, tmp, 0);
+			return r;
+		}
+	} else if (renameat(upfd, name, fs->workfd, tmp) < 0) {
+		return -errno;
+	}
+	return layer_clear_dir(fs->workfd, tmp);
+}
+
+/* Remove directory `name`, empty in the merged view. */
+static int do_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	_cleanup_close_ int upfd = -1;
+	struct ovl_node child;
+	struct ovl_hit h;
+	int lower, r;
+
+	r = layer_lookup(fs, parent, name, &h);
+	if (r < 0)
+		return r;
+	if (!h.found)
+		return -ENOENT;
+	if (!S_ISDIR(h.type))
+		return -ENOTDIR;
+	stack_node(&child, parent, name, &h);
+	r = dir_check_empty(fs, &child);
+	if (r < 0)
+		return r;
+	lower = layer_lower_has(fs, parent, name);
+	if (lower < 0)
+		return lower;
+	r = copyup_node(fs, parent);
+	if (r < 0)
+		return r;
+	upfd = upper_dir_fd(fs, parent);
+	if (upfd < 0)
+		return upfd;
+	if (h.layer == OVL_UPPER)
+		r = remove_upper_dir(fs, upfd, name, lower);
+	else
+		r = layer_make_whiteout(fs, upfd, name);
+	if (r == 0)
+		drop_name(fs, parent, name);
+	return r;
+}
+
+void ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ovl_fs *fs = req_fs(req);
+	int r;
+
+	if (fs->readonly) {
+		(void)fuse_reply_err(req, EROFS);
+		return;
+	}
+	tree_wrlock(fs);
+	r = do_rmdir(fs, node_of(fs, parent), name);
+	tree_unlock(fs);
+	(void)fuse_reply_err(req, -r);
+}
+
+/* Everything one rename needs to know. */
+struct ren {
+	struct ovl_node *op, *np;       /* old and new parents */
+	const char *oname, *nname;
+	struct ovl_hit src, dst;
+	struct ovl_node *sn;            /* the source's node (pinned) or NULL */
+	struct ovl_node stack;          /* stands for it when the kernel has none */
+	bool tree;                      /* a directory with lower parts */
+	bool whiteout;                  /* the old name needs a whiteout */
+	bool opaque;                    /* the moved directory must be opaque */
+	int dst_up;                     /* what the upper has at the new name */
+};
+
+enum { UP_NONE, UP_WHITEOUT, UP_DIR, UP_OTHER };
+
+/* The refusals of rename, in the order the kernel checks them. */
+static int ren_check(struct ovl_fs *fs, struct ren *x, unsigned int flags)
+{
+	struct ovl_node dn;
+	int r;
+
+	r = layer_lookup(fs, x->op, x->oname, &x->src);
+	if (r < 0)
+		return r;
+	if (!x->src.found)
+		return -ENOENT;
+	r = layer_lookup(fs, x->np, x->nname, &x->dst);
+	if (r < 0)
+		return r;
+	if (!x->dst.found)
+		return 0;
+	if (flags & RENAME_NOREPLACE)
+		return -EEXIST;
+	if (S_ISDIR(x->src.type) && !S_ISDIR(x->dst.type))
+		return -ENOTDIR;
+	if (!S_ISDIR(x->src.type) && S_ISDIR(x->dst.type))
+		return -EISDIR;
+	if (S_ISDIR(x->dst.type)) {
+		stack_node(&dn, x->np, x->nname, &x->dst);
+		return dir_check_empty(fs, &dn);
+	}
+	return 0;
+}
+
+/* Bring the source (its whole tree for a directory with lower parts)
+ * and the new parent into the upper; decide whiteout and opaque. */
+static int ren_prepare(struct ovl_fs *fs, struct ren *x, int nfd)
+{
+	struct stat st;
+	int r;
+
+	x->sn = node_find(fs, x->op, x->oname);
+	if (!x->sn)
+		stack_node(&x->stack, x->op, x->oname, &x->src);
+	x->tree = S_ISDIR(x->src.type) && (x->src.layer > OVL_UPPER || x->src.last > OVL_UPPER);
+	r = x->tree ? copyup_tree(fs, x->sn ? x->sn : &x->stack)
+		    : copyup_node(fs, x->sn ? x->sn : &x->stack);
+	if (r < 0)
+		return r;
+	r = layer_lower_has(fs, x->op, x->oname);
+	if (r < 0)
+		return r;
+	x->whiteout = r;
+	if (fstatat(nfd, x->nname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		x->dst_up = UP_NONE;
+	} else {
+		x->dst_up = stat_is_whiteout(&st) ? UP_WHITEOUT
+			    : S_ISDIR(st.st_mode) ? UP_DIR : UP_OTHER;
+	}
+	if (S_ISDIR(x->src.type)) {
+		r = layer_lower_has(fs, x->np, x->nname);
+		if (r < 0)
+			return r;
+		/* a copied tree hides what lowers have at the new name; a pure
+		 * upper directory moved into a merged one is made opaque, as
+		 * the kernel does */
+		x->opaque = r || x->dst_up == UP_WHITEOUT ||
+			    (!x->tree && x->np->last > OVL_UPPER);
+	}
+	return 0;
+}
+
+/* Move the upper source into place. */
+static int ren_move(struct ovl_fs *fs, struct ren *x, int ofd, int nfd)
+{
+	unsigned int f;
+	int r;
+
+	if (x->opaque) {
+		r = layer_set_opaque(ofd, x->oname, true);
+		if (r < 0)
+			return r;
+	}
+	if (x->dst_up == UP_DIR) {
+		r = copyup_clean_tree(nfd, x->nname, true); /* only whiteouts in it */
+		if (r < 0)
+			return r;
+	}
+	if (x->dst_up == UP_WHITEOUT && S_ISDIR(x->src.type)) {
+		if (renameat2(ofd, x->oname, nfd, x->nname, RENAME_EXCHANGE) < 0)
+			return -errno;
+		if (!x->whiteout)
+			(void)unlinkat(ofd, x->oname, 0);
+		return 0;
+	}
+	f = (x->dst_up == UP_NONE ? RENAME_NOREPLACE : 0) | (x->whiteout ? RENAME_WHITEOUT : 0);
+	if (renameat2(ofd, x->oname, nfd, x->nname, f) == 0)
+		return 0;
+	if (errno != EINVAL || !x->whiteout)
+		return -errno;
+	/* no RENAME_WHITEOUT on this filesystem */
+	if (renameat2(ofd, x->oname, nfd, x->nname, f & ~RENAME_WHITEOUT) < 0)
+		return -errno;
+	return layer_make_whiteout(fs, ofd, x->oname);
+}
+
+/* After the move: the nodes follow the names. */
+static void ren_nodes(struct ovl_fs *fs, struct ren *x, int nfd)
+{
+	struct ovl_hit h;
+
+	if (x->tree)
+		(void)copyup_clean_tree(nfd, x->nname, true);
+	drop_name(fs, x->np, x->nname);
+	if (!x->sn)
+		return;
+	if (node_move(fs, x->sn, x->np, x->nname) < 0) {
+		node_unhash(fs, x->sn);
+		return;
+	}
+	if (layer_lookup(fs, x->np, x->nname, &h) == 0 && h.found) {
+		x->sn->layer = h.layer;
+		x->sn->last = h.last;
+	}
+	if (S_ISDIR(x->src.type))
+		node_refresh_below(fs, x->sn);
+}
+
+static int do_rename(struct ovl_fs *fs, struct ren *x, unsigned int flags)
+{
+	_cleanup_close_ int ofd = -1, nfd = -1;
+	int r;
+
+	r = ren_check(fs, x, flags);
+	if (r < 0)
+		return r;
+	r = copyup_node(fs, x->np);
+	if (r < 0)
+		return r;
+	nfd = upper_dir_fd(fs, x->np);
+	if (nfd < 0)
+		return nfd;
+	r = ren_prepare(fs, x, nfd);
+	if (r < 0)
+		return r;
+	ofd = upper_dir_fd(fs, x->op);
+	if (ofd < 0)
+		return ofd;
+	r = ren_move(fs, x, ofd, nfd);
+	if (r < 0)
+		return r;
+	ren_nodes(fs, x, nfd);
+	return 0;
+}
+
+/* rename: files and directories, lower ones included (a directory with
+ * lower parts is copied up with its tree first: never EXDEV).
+ * RENAME_EXCHANGE is refused with EINVAL. */
+void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+	       const char *newname, unsigned int flags)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ren x = { 0 };
+	int r;
+
+	if (flags & ~RENAME_NOREPLACE) {
+		(void)fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (fs->readonly) {
+		(void)fuse_reply_err(req, EROFS);
+		return;
+	}
+	x.op = node_of(fs, parent);
+	x.np = node_of(fs, newparent);
+	x.oname = name;
+	x.nname = newname;
+	tree_wrlock(fs);
+	r = do_rename(fs, &x, flags);
+	node_put(fs, x.sn);
+	tree_unlock(fs);
+	(void)fuse_reply_err(req, -r);
+}

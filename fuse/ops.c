@@ -1,0 +1,545 @@
+/* The FUSE operations on existing files: lookup, attributes, data,
+ * xattrs. The operations that change names are in ops-ns.c. Handlers
+ * reply themselves; internal helpers return 0 or -errno. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+
+#include "ovl.h"
+
+/* Is xattr `name` one of overlayfs' own (hidden, never copied)? */
+bool ops_xattr_private(const char *name)
+{
+	return !strncmp(name, OVL_XATTR_PREFIX, sizeof(OVL_XATTR_PREFIX) - 1);
+}
+
+/* The attributes the merged view shows for n: a merged directory
+ * reports one link, as the kernel's overlayfs does. */
+void ops_fix_stat(struct ovl_node *n, struct stat *st)
+{
+	if (S_ISDIR(st->st_mode) && n->last > n->layer)
+		st->st_nlink = 1;
+}
+
+/* How long the kernel may keep attributes st: several names may be one
+ * file, and their attributes change together. */
+double ops_attr_timeout(struct ovl_fs *fs, const struct stat *st)
+{
+	return (S_ISREG(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
+}
+
+/* Fill *e for node n (already counted by node_get) with attributes st. */
+void ops_fill_entry(struct ovl_fs *fs, struct ovl_node *n, const struct stat *st,
+		    struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = node_ino(fs, n);
+	e->attr = *st;
+	e->entry_timeout = fs->timeout;
+	e->attr_timeout = ops_attr_timeout(fs, st);
+}
+
+/* Look `name` up in `parent` and fill *e, with one kernel lookup taken
+ * on the node. Tree lock held. -ENOENT when nothing shows. */
+int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+	      struct fuse_entry_param *e)
+{
+	struct ovl_node *n;
+	struct ovl_hit h;
+	int r;
+
+	if (!S_ISDIR(parent->type))
+		return -ENOTDIR;
+	r = layer_lookup(fs, parent, name, &h);
+	if (r < 0)
+		return r;
+	if (!h.found)
+		return -ENOENT;
+	r = node_get(fs, parent, name, &h, &n);
+	if (r < 0)
+		return r;
+	ops_fix_stat(n, &h.st);
+	ops_fill_entry(fs, n, &h.st, e);
+	return 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct ovl_fs *fs = userdata;
+
+	(void)fs;
+	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+				       FUSE_CAP_SPLICE_READ | FUSE_CAP_CACHE_SYMLINKS |
+				       FUSE_CAP_PARALLEL_DIROPS);
+	/* the kernel applies the umask; no writeback cache: O_APPEND and
+	 * the page cache stay simple and correct */
+	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_DONT_MASK | FUSE_CAP_EXPORT_SUPPORT);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	int r;
+
+	tree_rdlock(fs);
+	r = ops_entry(fs, node_of(fs, parent), name, &e);
+	tree_unlock(fs);
+	if (r == -ENOENT) {
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->timeout; /* a negative entry */
+		(void)fuse_reply_entry(req, &e);
+	} else if (r < 0) {
+		(void)fuse_reply_err(req, -r);
+	} else {
+		(void)fuse_reply_entry(req, &e);
+	}
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct ovl_fs *fs = req_fs(req);
+
+	node_forget(fs, node_of(fs, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct ovl_fs *fs = req_fs(req);
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		node_forget(fs, node_of(fs, forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	struct stat st;
+	int r = 0;
+
+	tree_rdlock(fs);
+	/* a removed file still open: only its fd reaches it */
+	if (fi && S_ISREG(n->type) && !n->hashed && n != fs->root)
+		r = fstat((int)fi->fh, &st) < 0 ? -errno : 0;
+	else
+		r = node_stat(fs, n, &st);
+	tree_unlock(fs);
+	if (r < 0)
+		(void)fuse_reply_err(req, -r);
+	else
+		(void)fuse_reply_attr(req, &st, ops_attr_timeout(fs, &st));
+}
+
+/* Apply the changes of setattr to n, which is in the upper. */
+static int setattr_apply(struct ovl_fs *fs, struct ovl_node *n, const struct stat *attr,
+			 int to_set, struct fuse_file_info *fi)
+{
+	_cleanup_close_ int pfd = -1, fd = -1;
+	const char *name;
+
+	pfd = node_parent_fd(fs, n, OVL_UPPER, &name);
+	if (pfd < 0)
+		return pfd;
+	if ((to_set & FUSE_SET_ATTR_MODE) && !S_ISLNK(n->type) &&
+	    fchmodat(pfd, name, attr->st_mode & 07777, 0) < 0)
+		return -errno;
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(pfd, name, u, g, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (fi) {
+			if (ftruncate((int)fi->fh, attr->st_size) < 0)
+				return -errno;
+		} else {
+			fd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0 || ftruncate(fd, attr->st_size) < 0)
+				return -errno;
+		}
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			ts[0].tv_nsec = UTIME_NOW;
+		else if (to_set & FUSE_SET_ATTR_ATIME)
+			ts[0] = attr->st_atim;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			ts[1].tv_nsec = UTIME_NOW;
+		else if (to_set & FUSE_SET_ATTR_MTIME)
+			ts[1] = attr->st_mtim;
+		if (utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	struct stat st;
+	int r;
+
+	tree_wrlock(fs);
+	if (!n->hashed && n != fs->root && fi && S_ISREG(n->type)) {
+		/* removed but open: only size and times through the fd */
+		r = 0;
+		if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate((int)fi->fh, attr->st_size) < 0)
+			r = -errno;
+		if (r == 0 && fstat((int)fi->fh, &st) < 0)
+			r = -errno;
+		goto out;
+	}
+	r = copyup_node(fs, n);
+	if (r == 0)
+		r = setattr_apply(fs, n, attr, to_set, fi);
+	if (r == 0)
+		r = node_stat(fs, n, &st);
+out:
+	tree_unlock(fs);
+	if (r < 0)
+		(void)fuse_reply_err(req, -r);
+	else
+		(void)fuse_reply_attr(req, &st, ops_attr_timeout(fs, &st));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	_cleanup_close_ int pfd = -1;
+	char buf[4097];
+	const char *name;
+	ssize_t len = -1;
+	int r = 0;
+
+	tree_rdlock(fs);
+	pfd = node_parent_fd(fs, n, n->layer, &name);
+	if (pfd < 0)
+		r = pfd;
+	else if ((len = readlinkat(pfd, name, buf, sizeof(buf) - 1)) < 0)
+		r = -errno;
+	tree_unlock(fs);
+	if (r < 0) {
+		(void)fuse_reply_err(req, -r);
+		return;
+	}
+	buf[len] = '\0';
+	(void)fuse_reply_readlink(req, buf);
+}
+
+/* Does opening with these flags change the file (so it is copied up)? */
+static bool open_writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+/* open. O_TMPFILE never gets here: libfuse 3.14 has no tmpfile
+ * operation, so the kernel answers EOPNOTSUPP for it. */
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	bool writes = open_writes(fi->flags);
+	int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
+	struct stat st;
+	int fd = -1, r;
+
+	if (writes)
+		tree_wrlock(fs);
+	else
+		tree_rdlock(fs);
+	r = writes ? copyup_node_flags(fs, n, (flags & O_TRUNC) && S_ISREG(n->type)) : 0;
+	if (r == 0)
+		r = node_open(fs, n, flags, &fd);
+	tree_unlock(fs);
+	if (r < 0) {
+		(void)fuse_reply_err(req, -r);
+		return;
+	}
+	/* the page cache stays right across opens: every write comes through
+	 * this mount; a file with several names may change under another */
+	fi->keep_cache = fstat(fd, &st) == 0 && st.st_nlink < 2;
+	fi->fh = (uint64_t)fd;
+	if (fuse_reply_open(req, fi) < 0)
+		(void)close(fd);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	(void)ino;
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].pos = off;
+	(void)fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	ssize_t n;
+
+	(void)ino;
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].pos = off;
+	n = fuse_buf_copy(&out, in, 0);
+	if (n < 0)
+		(void)fuse_reply_err(req, (int)-n);
+	else
+		(void)fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int fd;
+
+	(void)ino;
+	/* closing a duplicate ends the POSIX locks of this owner, as close
+	 * would */
+	fd = fcntl((int)fi->fh, F_DUPFD_CLOEXEC, 3);
+	(void)fuse_reply_err(req, fd >= 0 && close(fd) < 0 ? errno : 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)close((int)fi->fh);
+	(void)fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct ovl_fs *fs = req_fs(req);
+	int r = 0;
+
+	(void)ino;
+	if (!fs->nosync && (datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh)) < 0)
+		r = errno;
+	(void)fuse_reply_err(req, r);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fuse_reply_err(req, fallocate((int)fi->fh, mode, off, len) < 0 ? errno : 0);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	off_t r;
+
+	(void)ino;
+	r = lseek((int)fi->fh, off, whence);
+	if (r < 0)
+		(void)fuse_reply_err(req, errno);
+	else
+		(void)fuse_reply_lseek(req, r);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct statvfs sv;
+	int fd = fs->readonly ? fs->layers[1].fd : fs->layers[OVL_UPPER].fd;
+
+	(void)ino;
+	if (fstatvfs(fd, &sv) < 0)
+		(void)fuse_reply_err(req, errno);
+	else
+		(void)fuse_reply_statfs(req, &sv);
+}
+
+/* An O_PATH fd on n where it shows (tree lock held). */
+static int node_path_fd(struct ovl_fs *fs, struct ovl_node *n, int *ret_fd)
+{
+	return node_open(fs, n, O_PATH, ret_fd);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct ovl_fs *fs = req_fs(req);
+	_cleanup_free_ char *buf = NULL;
+	_cleanup_close_ int fd = -1;
+	char p[32];
+	ssize_t len = 0;
+	int r;
+
+	if (ops_xattr_private(name)) {
+		(void)fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if (size && !(buf = malloc(size))) {
+		(void)fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	tree_rdlock(fs);
+	r = node_path_fd(fs, node_of(fs, ino), &fd);
+	tree_unlock(fs);
+	if (r == 0 && (len = getxattr(proc_fd_path(fd, p), name, buf, size)) < 0)
+		r = -errno;
+	if (r < 0)
+		(void)fuse_reply_err(req, -r);
+	else if (size == 0)
+		(void)fuse_reply_xattr(req, (size_t)len);
+	else
+		(void)fuse_reply_buf(req, buf, (size_t)len);
+}
+
+/* The names of the xattrs of fd, overlayfs' own left out, in *ret. */
+static int list_visible(int fd, char **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *all = NULL;
+	char p[32], *s, *out;
+	ssize_t len;
+	size_t n = 0;
+
+	len = listxattr(proc_fd_path(fd, p), NULL, 0);
+	if (len < 0)
+		return -errno;
+	all = malloc((size_t)len + 1);
+	out = malloc((size_t)len + 1);
+	if (!all || !out) {
+		free(out);
+		return -ENOMEM;
+	}
+	len = listxattr(p, all, (size_t)len);
+	if (len < 0) {
+		free(out);
+		return errno == ERANGE ? -EAGAIN : -errno;
+	}
+	for (s = all; s < all + len; s += strlen(s) + 1) {
+		if (ops_xattr_private(s))
+			continue;
+		memcpy(out + n, s, strlen(s) + 1);
+		n += strlen(s) + 1;
+	}
+	*ret = out;
+	*ret_len = n;
+	return 0;
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct ovl_fs *fs = req_fs(req);
+	_cleanup_free_ char *names = NULL;
+	_cleanup_close_ int fd = -1;
+	size_t len = 0;
+	int r;
+
+	tree_rdlock(fs);
+	r = node_path_fd(fs, node_of(fs, ino), &fd);
+	tree_unlock(fs);
+	if (r == 0)
+		r = list_visible(fd, &names, &len);
+	if (r < 0)
+		(void)fuse_reply_err(req, -r);
+	else if (size == 0)
+		(void)fuse_reply_xattr(req, len);
+	else if (len > size)
+		(void)fuse_reply_err(req, ERANGE);
+	else
+		(void)fuse_reply_buf(req, names, len);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	_cleanup_close_ int fd = -1;
+	char p[32];
+	int r;
+
+	if (ops_xattr_private(name)) {
+		(void)fuse_reply_err(req, EPERM);
+		return;
+	}
+	tree_wrlock(fs);
+	r = copyup_node(fs, n);
+	if (r == 0)
+		r = node_path_fd(fs, n, &fd);
+	if (r == 0 && setxattr(proc_fd_path(fd, p), name, value, size, flags) < 0)
+		r = -errno;
+	tree_unlock(fs);
+	(void)fuse_reply_err(req, -r);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct ovl_fs *fs = req_fs(req);
+	struct ovl_node *n = node_of(fs, ino);
+	_cleanup_close_ int fd = -1;
+	char p[32];
+	int r;
+
+	if (ops_xattr_private(name)) {
+		(void)fuse_reply_err(req, ENODATA);
+		return;
+	}
+	tree_wrlock(fs);
+	r = copyup_node(fs, n);
+	if (r == 0)
+		r = node_path_fd(fs, n, &fd);
+	if (r == 0 && removexattr(proc_fd_path(fd, p), name) < 0)
+		r = -errno;
+	tree_unlock(fs);
+	(void)fuse_reply_err(req, -r);
+}
+
+/* Locks are not implemented: the kernel keeps POSIX and BSD locks
+ * locally, which is right for a single mount. */
+const struct fuse_lowlevel_ops ovl_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = ns_mknod,
+	.mkdir = ns_mkdir,
+	.unlink = ns_unlink,
+	.rmdir = ns_rmdir,
+	.symlink = ns_symlink,
+	.rename = ns_rename,
+	.link = ns_link,
+	.open = op_open,
+	.read = op_read,
+	.write_buf = op_write_buf,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = dir_opendir,
+	.readdir = dir_readdir,
+	.readdirplus = dir_readdirplus,
+	.releasedir = dir_releasedir,
+	.fsyncdir = dir_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = ns_create,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+};

@@ -1,0 +1,211 @@
+/* ctool-overlayfs: shared structures of the FUSE overlay daemon.
+ *
+ * The merged view is made of layers: layer 0 is the upper directory (the
+ * only one ever written), layers 1..n the lowers, topmost first, as the
+ * kernel's lowerdir= lists them. The on-disk format is the kernel
+ * overlayfs one: a whiteout is a character device 0/0, an opaque
+ * directory carries trusted.overlay.opaque=y.
+ *
+ * Every path inside a layer is resolved relative to that layer's
+ * directory fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), and
+ * the last component is handled with the *at() calls and
+ * AT_SYMLINK_NOFOLLOW / O_NOFOLLOW: a symlink is never followed inside or
+ * out of a layer.
+ */
+#ifndef CTOOL_OVL_H
+#define CTOOL_OVL_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "err.h"
+#include "util.h"
+
+#define OVL_UPPER 0
+#define OVL_XATTR_PREFIX "trusted.overlay."
+#define OVL_XATTR_OPAQUE "trusted.overlay.opaque"
+/* Below the workdir: temp files of copy-up and of atomic creates, and the
+ * hard link index (named so it never meets the kernel's own "index"). */
+#define OVL_WORK_NAME "work"
+#define OVL_INDEX_NAME "ctool-index"
+
+struct ovl_layer {
+	int fd;             /* O_PATH directory fd, -1 for a missing upper */
+	char *path;
+};
+
+/* One node per merged name the kernel knows (its FUSE inode).
+ *
+ * Lock order: fs->tree_lock, then fs->table_lock. Never the other way.
+ *  - parent, name, hashed: written only with tree_lock held for writing
+ *    AND table_lock held; read with either held.
+ *  - nlookup, children, pins, hnext: table_lock.
+ *  - type, layer, last, indexed, ldev, lino: written with tree_lock held
+ *    for writing (or before the node is published in the table); read
+ *    with tree_lock held (read or write).
+ * A node lives while the kernel holds it (nlookup > 0), a request pins
+ * it or it has children; ancestors of a live node are therefore always live, so a path
+ * can be built from any node a request names. */
+struct ovl_node {
+	struct ovl_node *parent;
+	char *name;
+	struct ovl_node *hnext;
+	uint64_t nlookup;
+	uint64_t children;
+	uint64_t pins;      /* held by node_find() callers */
+	bool hashed;
+	mode_t type;        /* S_IFMT bits */
+	int layer;          /* topmost layer holding it */
+	int last;           /* directories: lowest layer merged into it */
+	bool indexed;       /* a lower hard link whose data is in the index */
+	dev_t ldev;         /* lower origin (for the index) */
+	ino_t lino;
+};
+
+struct ovl_fs {
+	struct ovl_layer *layers;   /* [0] upper, [1..nlayers-1] lowers */
+	int nlayers;
+	int workfd;                 /* workdir/work, -1 when read-only */
+	int indexfd;                /* workdir/ctool-index, -1 when read-only */
+	bool readonly;
+	bool nosync;                /* "volatile": no fsync to the upper */
+	bool debug;
+	double timeout;
+	struct fuse_session *se;
+
+	pthread_rwlock_t tree_lock; /* the merged namespace; before table_lock */
+	pthread_mutex_t table_lock; /* the node table and lifetimes */
+	struct ovl_node **table;
+	size_t table_size;
+	size_t table_count;
+	struct ovl_node *root;
+	uint64_t tmp_seq;           /* atomic: temp name counter */
+};
+
+/* ---- layers.c: inside one layer ---- */
+
+struct ovl_hit {
+	bool found;
+	mode_t type;
+	int layer;
+	int last;
+	bool indexed;
+	dev_t ldev;
+	ino_t lino;
+	struct stat st;     /* of the file that is shown */
+};
+
+int layer_open_dir(struct ovl_fs *fs, int layer, const char *path, int *ret_fd);
+bool stat_is_whiteout(const struct stat *st);
+int layer_is_opaque(int dfd, const char *name);
+int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h);
+int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name);
+int layer_tmp_name(struct ovl_fs *fs, char ret[64]);
+void layer_index_name(dev_t dev, ino_t ino, char ret[64]);
+int layer_make_whiteout(struct ovl_fs *fs, int dfd, const char *name);
+int layer_clear_dir(int dfd, const char *name);
+int layer_set_opaque(int dfd, const char *name, bool on);
+char *proc_fd_path(int fd, char buf[32]);
+
+/* ---- nodes.c: the node table ---- */
+
+int nodes_init(struct ovl_fs *fs);
+void nodes_free(struct ovl_fs *fs);
+struct ovl_node *node_of(struct ovl_fs *fs, fuse_ino_t ino);
+fuse_ino_t node_ino(struct ovl_fs *fs, struct ovl_node *n);
+int node_path(struct ovl_node *n, char **ret);
+int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name);
+int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+	     const struct ovl_hit *h, struct ovl_node **ret);
+void node_forget(struct ovl_fs *fs, struct ovl_node *n, uint64_t nlookup);
+void node_unhash(struct ovl_fs *fs, struct ovl_node *n);
+int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
+	      const char *newname);
+struct ovl_node *node_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
+void node_put(struct ovl_fs *fs, struct ovl_node *n);
+void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top);
+void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino);
+int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st);
+int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd);
+
+/* ---- dir.c: merged directories ---- */
+
+struct ovl_dirent {
+	char *name;
+	ino_t ino;
+	unsigned char type;  /* DT_* */
+};
+
+struct ovl_dir {
+	struct ovl_dirent *ents;
+	size_t count;
+};
+
+int dir_list(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *ret);
+void dir_list_free(struct ovl_dir *d);
+int dir_check_empty(struct ovl_fs *fs, struct ovl_node *dir);
+void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void dir_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi);
+void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dir_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+
+/* ---- copyup.c: bringing lower files into the upper ---- */
+
+int copyup_node(struct ovl_fs *fs, struct ovl_node *n);
+int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty);
+int copyup_tree(struct ovl_fs *fs, struct ovl_node *n);
+int copyup_xattrs(int src, int dst);
+int copyup_clean_tree(int dfd, const char *name, bool top);
+
+/* ---- ops.c / ops-ns.c: the FUSE operations ---- */
+
+extern const struct fuse_lowlevel_ops ovl_ops;
+
+int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+	      struct fuse_entry_param *e);
+void ops_fill_entry(struct ovl_fs *fs, struct ovl_node *n, const struct stat *st,
+		    struct fuse_entry_param *e);
+void ops_fix_stat(struct ovl_node *n, struct stat *st);
+double ops_attr_timeout(struct ovl_fs *fs, const struct stat *st);
+bool ops_xattr_private(const char *name);
+
+void ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void ns_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void ns_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi);
+void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+	       const char *newname, unsigned int flags);
+void ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+
+static inline struct ovl_fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* Lock helpers: the namespace lock, shared or exclusive. */
+static inline void tree_rdlock(struct ovl_fs *fs)
+{
+	(void)pthread_rwlock_rdlock(&fs->tree_lock);
+}
+static inline void tree_wrlock(struct ovl_fs *fs)
+{
+	(void)pthread_rwlock_wrlock(&fs->tree_lock);
+}
+static inline void tree_unlock(struct ovl_fs *fs)
+{
+	(void)pthread_rwlock_unlock(&fs->tree_lock);
+}
+
+#endif

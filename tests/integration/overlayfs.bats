@@ -1,0 +1,441 @@
+#!/usr/bin/env bats
+# ctool-overlayfs, the FUSE overlay daemon: mounting, the merged view, a
+# differential run against the kernel's overlayfs on the same layers,
+# interchangeability of the upper layers both ways, copy-up, and a crash.
+
+load helpers
+
+setup_file() {
+	OVL=${CTOOL_OVERLAYFS:-$(dirname "$CTOOL")/fuse/ctool-overlayfs}
+	export OVL
+	[ -x "$OVL" ] || fail "ctool-overlayfs not found at '$OVL' (set CTOOL_OVERLAYFS=...)"
+	[ -c /dev/fuse ] || fail "/dev/fuse is missing"
+}
+
+setup() {
+	T=$BATS_TEST_TMPDIR
+	mk_lowers "$T/l1" "$T/l2"
+}
+
+# Every daemon this test started must be gone, and nothing left mounted.
+teardown() {
+	local m pids errs=""
+	cd / || true
+	m=$(mounts_under "$T")
+	if [ -n "$m" ]; then
+		errs+="still mounted: $m"$'\n'
+		while IFS= read -r n; do umount -l "$n" 2>/dev/null || true; done <<<"$m"
+	fi
+	pids=$(pgrep -f "ctool-overlayfs.*$T" || true)
+	if [ -n "$pids" ]; then
+		errs+="daemons still running: ${pids//$'\n'/ }"$'\n'
+		# shellcheck disable=SC2086
+		kill -9 $pids 2>/dev/null || true
+	fi
+	[ -z "$errs" ] || fail "teardown: $errs"
+}
+
+# ---------------------------------------------------------------------------
+# helpers
+
+# mk_lowers L1 L2: two small lower layers (L1 on top) in milliseconds.
+mk_lowers() {
+	local a=$1 b=$2
+	mkdir -p "$a" "$b"
+	# the bottom layer
+	mkdir -p "$b/dboth/sub" "$b/dlow/deep" "$b/dgone" "$b/dnonempty" "$b/dtarget"
+	echo both-bottom >"$b/dboth/fb"
+	echo shadowed >"$b/dboth/shared"
+	echo deep >"$b/dlow/deep/f"
+	echo low >"$b/dlow/f"
+	ln -s f "$b/dlow/sl"
+	echo gone >"$b/dgone/a"
+	echo gone >"$b/dgone/b"
+	echo keep >"$b/dnonempty/keep"
+	echo t >"$b/dtarget/t"
+	echo l2 >"$b/l2file"
+	echo l2b >"$b/l2file2"
+	echo l2only >"$b/l2only"
+	echo shadowed >"$b/hidden"
+	echo hard >"$b/hard1"
+	ln "$b/hard1" "$b/hard2"
+	printf 'x' >"$b/lowx"
+	setfattr -n user.keep -v k "$b/lowx"
+	printf 'y' >"$b/lowx2"
+	setfattr -n user.keep -v k "$b/lowx2"
+	mkfifo "$b/fifo0"
+	# the top layer
+	mkdir -p "$a/dboth/sub" "$a/dtop"
+	echo both-top >"$a/dboth/ft"
+	echo top-wins >"$a/dboth/shared"
+	echo l1 >"$a/l1file"
+	echo mode >"$a/l1mode"
+	chmod 0640 "$a/l1mode"
+	echo hidden-top >"$a/hidden"
+	ln -s l1file "$a/l1link"
+	chown -R 1000:1000 "$a/dtop"
+}
+
+# The ctool-overlayfs daemon over L1:L2 with upper U and work W on M.
+fmount() {
+	local m=$1 u=$2 w=$3
+	mkdir -p "$m" "$u" "$w"
+	"$OVL" -o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,pidfile=$w.pid" "$m"
+}
+
+# Unmount a ctool-overlayfs mount and wait for its daemon to exit.
+fumount() {
+	local m=$1 w=$2 pid
+	pid=$(cat "$w.pid")
+	umount "$m" || return
+	wait_gone "$pid" || fail "daemon $pid still running after umount"
+}
+
+# The kernel's overlayfs on the same layers.
+kmount() {
+	local m=$1 u=$2 w=$3
+	mkdir -p "$m" "$u" "$w"
+	mount -t overlay overlay \
+		-o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,index=off,redirect_dir=off,metacopy=off" "$m"
+}
+
+# A listing of a tree: names, types, modes, owners, link counts (not of
+# directories: a merged one reports 1), symlink targets, contents, xattrs
+# (trusted.overlay.* included). No times, no inode numbers.
+ovl_list() {
+	(
+		cd "$1" || exit 1
+		find . -mindepth 1 -printf '%p %y %m %U:%G %l\n' | LC_ALL=C sort
+		find . -mindepth 1 ! -type d ! -type c -printf '%p nlink=%n\n' | LC_ALL=C sort
+		find . -mindepth 1 -type f -print0 | LC_ALL=C sort -z | xargs -0 -r md5sum
+		find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+			xargs -0 -r getfattr -h -d -m - -e hex 2>/dev/null | drop_origin
+	)
+}
+
+# Drop trusted.overlay.origin from getfattr's output: the kernel's record
+# of the lower file a copy came from, which ctool-overlayfs does not
+# write. (Device nodes are listed without link counts above: the kernel
+# makes every whiteout a link of one shared inode.)
+drop_origin() {
+	awk 'BEGIN { RS = ""; ORS = "\n\n" }
+	{
+		n = split($0, l, "\n"); out = l[1]; k = 0
+		for (i = 2; i <= n; i++)
+			if (l[i] !~ /^trusted\.overlay\.origin=/) { out = out "\n" l[i]; k++ }
+		if (k) print out
+	}'
+}
+
+# The scripted sequence, run in the merged root $1: every step prints its
+# command, its status and what it said.
+ops_script() {
+	cd "$1" || return
+	t() {
+		local out rc
+		rc=0
+		out=$("$@" 2>&1) || rc=$?
+		printf '%s -> %s %s\n' "$*" "$rc" "$out"
+	}
+	t sh -c 'echo hello >newf'
+	t sh -c 'echo more >>l1file'
+	t sh -c 'echo more >>dboth/fb'
+	t truncate -s 3 l2only
+	t mv l1file renamed
+	t mv dboth dboth2
+	t mv dlow dlow2
+	t mkdir newd
+	t touch newd/x
+	t mv newd newd2
+	t mkdir newd3
+	t mv newd3 dtop/
+	t ln newf newf.link
+	t ln l2file2 l2file2.link
+	t ln -s target sym1
+	t rm l2file
+	t rm hidden
+	t rm -r dgone
+	t rmdir dnonempty
+	t mkdir dgone
+	t touch dgone/newin
+	t ls dgone
+	t chmod 0600 renamed
+	t chmod 0751 dtop
+	t chown 1000:1000 newf
+	t chown 1000:1000 l1mode
+	t touch -d '2020-01-01 00:00:00' l2file2
+	t setfattr -n user.a -v 1 newf
+	t setfattr -n user.b -v 2 lowx
+	t setfattr -x user.keep lowx2
+	t getfattr -d lowx lowx2 newf
+	t mkfifo fifo1
+	t mknod cdev c 1 3
+	t mv -T dtop dtarget
+	t mv -T renamed dboth2
+	t rmdir dboth2
+	t rm -f fifo0
+	t mkdir -p a/b/c
+	t sh -c 'echo deep >a/b/c/f'
+	t mv a/b/c cc
+	t rm -r a
+	t cat dboth2/fb dboth2/shared dlow2/deep/f cc/f
+	t ls -a dboth2
+}
+
+# ---------------------------------------------------------------------------
+# 1. mounting
+
+@test "mount, pidfile, umount: the daemon exits" {
+	fmount "$T/m" "$T/u" "$T/w"
+	mounted "$T/m" || fail "nothing mounted"
+	[ "$(mount_fstype "$T/m")" = fuse.ctool-overlayfs ] || fail "fstype $(mount_fstype "$T/m")"
+	awk -v p="$T/m" '$5 == p { for (i = 7; $i != "-"; i++); print $(i + 2) }' \
+		/proc/self/mountinfo | grep -qx ctool || fail "source is not ctool"
+	mount_opts "$T/m" | grep -q allow_other || fail "no allow_other: $(mount_opts "$T/m")"
+	mount_opts "$T/m" | grep -q default_permissions || fail "no default_permissions"
+	pid=$(cat "$T/w.pid")
+	[ "$(stat -c %a "$T/w.pid")" = 644 ] || fail "pidfile mode $(stat -c %a "$T/w.pid")"
+	grep -q ctool-overlayfs "/proc/$pid/cmdline" || fail "pidfile holds $pid, not the daemon"
+	[ "$(cat "$T/m/dboth/shared")" = top-wins ] || fail "merged view"
+	umount "$T/m"
+	wait_gone "$pid" || fail "daemon $pid still running"
+	! mounted "$T/m"
+}
+
+@test "bad options: one line on stderr, non-zero, nothing mounted" {
+	mkdir -p "$T/m" "$T/u" "$T/w"
+	run --separate-stderr "$OVL" -o "lowerdir=$T/nope,upperdir=$T/u,workdir=$T/w" "$T/m"
+	[ "$status" -ne 0 ] || fail "status 0"
+	assert_one_error_line "ctool-overlayfs: "
+	run --separate-stderr "$OVL" -o "lowerdir=$T/l1,upperdir=$T/u" "$T/m"
+	[ "$status" -ne 0 ] && assert_one_error_line "ctool-overlayfs: "
+	run --separate-stderr "$OVL" -o "lowerdir=$T/l1,bogus=1" "$T/m"
+	[ "$status" -ne 0 ] && assert_one_error_line "ctool-overlayfs: "
+	run --separate-stderr "$OVL" -o "lowerdir=$T/l1,upperdir=$T/u,workdir=$T/w" "$T/nodir"
+	[ "$status" -ne 0 ] && assert_one_error_line "ctool-overlayfs: "
+	run --separate-stderr "$OVL" -o "upperdir=$T/u,workdir=$T/w" "$T/m"
+	[ "$status" -ne 0 ] && assert_one_error_line "ctool-overlayfs: "
+	! mounted "$T/m"
+	! mounted "$T/nodir"
+}
+
+@test "escaped option values and mount.fuse3 options" {
+	mkdir -p "$T/a:b,c" "$T/m" "$T/u" "$T/w"
+	echo esc >"$T/a:b,c/f"
+	"$OVL" overlay "$T/m" -o "rw,dev,suid,nofail,lowerdir=$T/a\\:b\\,c:$T/l1,upperdir=$T/u,workdir=$T/w,pidfile=$T/w.pid"
+	[ "$(cat "$T/m/f")" = esc ] && [ "$(cat "$T/m/l1file")" = l1 ] || fail "layers not seen"
+	fumount "$T/m" "$T/w"
+}
+
+@test "mount -t fuse.ctool-overlayfs through mount.fuse3" {
+	command -v mount.fuse3 >/dev/null || skip "mount.fuse3 (fuse3) is not installed"
+	mkdir -p "$T/m" "$T/u" "$T/w"
+	# mount.fuse3 runs "ctool-overlayfs overlay MNT -o ..." found on the
+	# PATH when installed; before that, the "PROG#SOURCE" form names it
+	if PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v ctool-overlayfs >/dev/null; then
+		mount -t fuse.ctool-overlayfs overlay "$T/m" \
+			-o "lowerdir=$T/l1:$T/l2,upperdir=$T/u,workdir=$T/w,pidfile=$T/w.pid"
+	else
+		mount -t fuse "$OVL#overlay" "$T/m" \
+			-o "lowerdir=$T/l1:$T/l2,upperdir=$T/u,workdir=$T/w,pidfile=$T/w.pid"
+	fi
+	[ "$(mount_fstype "$T/m")" = fuse.ctool-overlayfs ] || fail "fstype $(mount_fstype "$T/m")"
+	[ "$(cat "$T/m/l2file")" = l2 ] || fail "merged view"
+	fumount "$T/m" "$T/w"
+}
+
+@test "a /proc/self/fd/N mountpoint" {
+	mkdir -p "$T/m" "$T/u" "$T/w"
+	exec 7<"$T/m"
+	"$OVL" -o "lowerdir=$T/l1:$T/l2,upperdir=$T/u,workdir=$T/w,pidfile=$T/w.pid" /proc/self/fd/7
+	exec 7<&-
+	mounted "$T/m" || fail "not mounted on the directory of fd 7"
+	pid=$(cat "$T/w.pid")
+	! ls -l "/proc/$pid/fd" | grep -q -- "-> $T/m\$" || fail "the daemon kept fd 7"
+	[ "$(cat "$T/m/l1file")" = l1 ]
+	fumount "$T/m" "$T/w"
+}
+
+@test "read-only: lower layers only" {
+	mkdir -p "$T/m"
+	"$OVL" -o "lowerdir=$T/l1:$T/l2,pidfile=$T/ro.pid" "$T/m"
+	[ "$(cat "$T/m/dboth/shared")" = top-wins ]
+	run touch "$T/m/x"
+	[ "$status" -ne 0 ]
+	pid=$(cat "$T/ro.pid")
+	umount "$T/m"
+	wait_gone "$pid"
+}
+
+# ---------------------------------------------------------------------------
+# 2. the merged view
+
+@test "whiteouts and opaque directories written by the kernel are honoured" {
+	kmount "$T/m" "$T/u" "$T/w"
+	rm "$T/m/l2file" "$T/m/dboth/fb"
+	rm -r "$T/m/dgone"
+	mkdir "$T/m/dgone"
+	echo new >"$T/m/dgone/new"
+	umount "$T/m"
+	[ "$(getfattr --only-values -n trusted.overlay.opaque "$T/u/dgone")" = y ] ||
+		fail "the kernel did not make dgone opaque"
+	fmount "$T/m" "$T/u" "$T/w2"
+	[ ! -e "$T/m/l2file" ] && [ ! -e "$T/m/dboth/fb" ] || fail "whiteouts ignored"
+	[ "$(ls -A "$T/m/dgone")" = new ] || fail "dgone holds: $(ls -A "$T/m/dgone")"
+	run getfattr -n trusted.overlay.opaque "$T/m/dgone"
+	[ "$status" -ne 0 ] || fail "trusted.overlay.opaque is visible"
+	run setfattr -n trusted.overlay.opaque -v y "$T/m/dboth"
+	[ "$status" -ne 0 ] || fail "trusted.overlay.* could be set"
+	fumount "$T/m" "$T/w2"
+}
+
+@test "readdir merges the layers: union, no duplicates, dot entries" {
+	fmount "$T/m" "$T/u" "$T/w"
+	run ls -a "$T/m/dboth"
+	[ "$(echo "$output" | tr '\n' ' ')" = ". .. fb ft shared sub " ] || fail "dboth: $output"
+	[ -z "$(ls -a "$T/m" | sort | uniq -d)" ] || fail "duplicates in the root"
+	[ "$(cat "$T/m/hidden")" = hidden-top ]
+	# a readdir after changes sees them (and not the removed)
+	touch "$T/m/dboth/added"
+	rm "$T/m/dboth/fb"
+	[ "$(ls "$T/m/dboth" | tr '\n' ' ')" = "added ft shared sub " ] || fail "$(ls "$T/m/dboth")"
+	fumount "$T/m" "$T/w"
+}
+
+# ---------------------------------------------------------------------------
+# 3. differential: the same operations on the kernel overlay and on ours
+
+@test "differential: same results and same upper as the kernel overlay" {
+	kmount "$T/km" "$T/ku" "$T/kw"
+	(ops_script "$T/km") >"$T/k.out" 2>&1
+	ovl_list "$T/km" >"$T/k.view"
+	umount "$T/km"
+	fmount "$T/fm" "$T/fu" "$T/fw"
+	(ops_script "$T/fm") >"$T/f.out" 2>&1
+	ovl_list "$T/fm" >"$T/f.view"
+	fumount "$T/fm" "$T/fw"
+	# the one documented difference: with redirect_dir=off the kernel
+	# refuses to rename a lower directory (EXDEV) and mv copies it instead,
+	# which words the same refusal differently; ctool-overlayfs renames it
+	sed -i "s/mv: inter-device move failed: \('[^']*'\) to \('[^']*'\); unable to remove target:/mv: cannot move \1 to \2:/" "$T/k.out"
+	diff -u "$T/k.out" "$T/f.out" || fail "the operations went differently"
+	diff -u "$T/k.view" "$T/f.view" || fail "the merged views differ"
+	ovl_list "$T/ku" >"$T/k.upper"
+	ovl_list "$T/fu" >"$T/f.upper"
+	diff -u "$T/k.upper" "$T/f.upper" || fail "the upper layers differ"
+}
+
+# ---------------------------------------------------------------------------
+# 4. interchangeability
+
+@test "an upper written by ctool-overlayfs reads the same through the kernel" {
+	fmount "$T/m" "$T/u" "$T/w"
+	(ops_script "$T/m") >/dev/null 2>&1
+	ovl_list "$T/m" >"$T/f.view"
+	fumount "$T/m" "$T/w"
+	kmount "$T/m" "$T/u" "$T/w"
+	ovl_list "$T/m" >"$T/k.view"
+	umount "$T/m"
+	diff -u "$T/f.view" "$T/k.view"
+}
+
+@test "an upper written by the kernel reads the same through ctool-overlayfs" {
+	kmount "$T/m" "$T/u" "$T/w"
+	(ops_script "$T/m") >/dev/null 2>&1
+	ovl_list "$T/m" >"$T/k.view"
+	umount "$T/m"
+	fmount "$T/m" "$T/u" "$T/w"
+	ovl_list "$T/m" >"$T/f.view"
+	fumount "$T/m" "$T/w"
+	diff -u "$T/k.view" "$T/f.view"
+}
+
+# ---------------------------------------------------------------------------
+# 5. copy-up
+
+@test "copy-up keeps mode, owner, times, xattrs and holes" {
+	truncate -s 64M "$T/l2/sparse"
+	echo middle | dd of="$T/l2/sparse" bs=1M seek=32 conv=notrunc status=none
+	chown 1234:4321 "$T/l2/sparse"
+	chmod 0604 "$T/l2/sparse"
+	touch -d '2001-02-03 04:05:06' "$T/l2/sparse"
+	setfattr -n user.origin -v lower "$T/l2/sparse"
+	head -c 24M /dev/urandom >"$T/l2/big"
+	fmount "$T/m" "$T/u" "$T/w"
+	[ "$(md5sum <"$T/m/big")" = "$(md5sum <"$T/l2/big")" ] || fail "big file read back wrong"
+	: >>"$T/m/sparse" # open for writing: copy-up, nothing changed
+	[ -f "$T/u/sparse" ] || fail "no copy-up"
+	[ "$(stat -c '%a %u:%g %s %Y' "$T/u/sparse")" = "$(stat -c '%a %u:%g %s %Y' "$T/l2/sparse")" ] ||
+		fail "metadata: $(stat -c '%a %u:%g %s %Y' "$T/u/sparse")"
+	[ "$(getfattr --only-values -n user.origin "$T/u/sparse")" = lower ] || fail "xattr lost"
+	[ "$(du -k "$T/u/sparse" | cut -f1)" -lt 1024 ] || fail "holes filled: $(du -k "$T/u/sparse")"
+	cmp "$T/u/sparse" "$T/l2/sparse" || fail "data differ"
+	[ "$(stat -c '%a %u:%g %s %Y' "$T/m/sparse")" = "$(stat -c '%a %u:%g %s %Y' "$T/l2/sparse")" ]
+	echo x >>"$T/m/big"
+	[ "$(head -c 25165824 "$T/u/big" | md5sum)" = "$(md5sum <"$T/l2/big")" ] || fail "big copy-up"
+	# a truncating open copies no data; a symlink keeps its xattrs
+	head -c 8M /dev/zero >"$T/l2/totrunc"
+	echo new >"$T/m/totrunc"
+	[ "$(cat "$T/u/totrunc")" = new ] || fail "truncating open: $(head -c 20 "$T/u/totrunc")"
+	ln -s l2file "$T/l2/lsym"
+	setfattr -h -n trusted.ctool-test -v s "$T/l2/lsym"
+	chown -h 1000:1000 "$T/m/lsym"
+	[ "$(readlink "$T/u/lsym")" = l2file ] || fail "symlink target"
+	[ "$(getfattr -h --only-values -n trusted.ctool-test "$T/u/lsym")" = s ] || fail "symlink xattr"
+	[ "$(stat -c %u:%g "$T/u/lsym")" = 1000:1000 ] || fail "symlink owner"
+	# parents come up as directories with their metadata
+	echo y >"$T/m/dtop/inner"
+	[ "$(stat -c '%u:%g' "$T/u/dtop")" = 1000:1000 ] || fail "parent owner"
+	fumount "$T/m" "$T/w"
+}
+
+@test "two names of one lower file stay one file after copy-up" {
+	fmount "$T/m" "$T/u" "$T/w"
+	echo more >>"$T/m/hard1"
+	[ "$(cat "$T/m/hard2")" = "$(printf 'hard\nmore')" ] || fail "hard2: $(cat "$T/m/hard2")"
+	echo again >>"$T/m/hard2"
+	[ "$(stat -c %i "$T/u/hard1")" = "$(stat -c %i "$T/u/hard2")" ] || fail "two files in the upper"
+	[ "$(cat "$T/m/hard1")" = "$(printf 'hard\nmore\nagain')" ]
+	[ "$(cat "$T/l2/hard1")" = hard ] || fail "the lower changed"
+	fumount "$T/m" "$T/w"
+}
+
+@test "new files belong to the caller, with the umask" {
+	fmount "$T/m" "$T/u" "$T/w"
+	chmod 0777 "$T/m/dtop"
+	# the test's scratch dir is private (0700): work from inside it
+	cd "$T/m/dtop"
+	setpriv --reuid 1000 --regid 1000 --clear-groups sh -c "umask 027; echo a >mine; mkdir md"
+	[ "$(stat -c '%u:%g %a' "$T/m/dtop/mine")" = "1000:1000 640" ] ||
+		fail "file: $(stat -c '%u:%g %a' "$T/m/dtop/mine")"
+	[ "$(stat -c '%u:%g %a' "$T/u/dtop/md")" = "1000:1000 750" ] ||
+		fail "dir: $(stat -c '%u:%g %a' "$T/u/dtop/md")"
+	cd /
+	cd "$T/m"
+	run setpriv --reuid 1000 --regid 1000 --clear-groups rm l1file
+	[ "$status" -ne 0 ] || fail "a user removed root's file"
+	cd /
+	fumount "$T/m" "$T/w"
+}
+
+# ---------------------------------------------------------------------------
+# 6. crash
+
+@test "kill -9 during writes: umount works and the layers mount again" {
+	fmount "$T/m" "$T/u" "$T/w"
+	pid=$(cat "$T/w.pid")
+	(while echo xxxxxxxx >>"$T/m/dboth/log" 2>/dev/null; do :; done) &
+	writer=$!
+	sleep 0.5
+	kill -9 "$pid"
+	wait_gone "$pid" || fail "daemon survived kill -9"
+	wait "$writer" || true
+	umount "$T/m" 2>/dev/null || umount -l "$T/m"
+	! mounted "$T/m"
+	fmount "$T/m" "$T/u" "$T/w"
+	[ "$(cat "$T/m/dboth/shared")" = top-wins ] || fail "merged view after the crash"
+	[ -z "$(grep -v '^xxxxxxxx$' "$T/m/dboth/log" | head -1)" ] || fail "garbage in the log"
+	[ -z "$(ls -A "$T/w/work")" ] || fail "leftovers in the workdir"
+	ls -R "$T/m" >/dev/null
+	fumount "$T/m" "$T/w"
+}

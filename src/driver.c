@@ -159,6 +159,15 @@ int driver_fuse_mount(int dirfd, const char *root, const struct overlay_spec *ov
 		r = opt_add(&opts, "workdir", ov->work);
 	if (r == 0)
 		r = opt_add(&opts, "pidfile", pidfile);
+	/* as the kernel's overlay: set-uid programs and device nodes work */
+	if (r == 0) {
+		char *n = realloc(opts, strlen(opts) + sizeof(",suid,dev"));
+
+		if (n)
+			strcat(n, ",suid,dev");
+		opts = n ? n : opts;
+		r = n ? 0 : -ENOMEM;
+	}
 	if (r == 0 && ov->volatile_) {
 		char *n = realloc(opts, strlen(opts) + sizeof(",volatile"));
 

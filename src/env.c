@@ -554,6 +554,18 @@ static int mount_overlay_with(struct store *s, struct env *env, const struct ove
 	}
 	if (r < 0)
 		return r;
+	if (ov->volatile_ && strcmp(used, DRIVER_FUSE) == 0) {
+		/* the kernel's marker of a volatile mount, which volatile_recover
+		 * reads and volatile_settle removes; made once the daemon has
+		 * cleaned its workdir */
+		_cleanup_free_ char *flag = xasprintf("%s/work/incompat/volatile", env->work);
+
+		r = flag ? mkdir_p(flag, 0755) : -ENOMEM;
+		if (r < 0) {
+			(void)umount2(env->root, UMOUNT_NOFOLLOW | MNT_DETACH);
+			return ct_fail_errno(e, -r, "cannot mark '%s' volatile", env->work);
+		}
+	}
 	if (strcmp(used, env->row.driver) != 0 || strcmp(note, env->row.driver_note) != 0) {
 		r = catalog_env_set_driver(s->cat, env->row.name, used, note, e);
 		if (r < 0) {

@@ -420,7 +420,7 @@ catalog_file() {
 	assert_status 0
 	[ "$output" = e ] || fail "list:" "$output"
 	[ "$(sqlite3 "$cat" "PRAGMA user_version")" = 2 ] || fail "not migrated"
-	[ "$(info_get e driver)" = kernel ]
+	[ "$(info_get e driver)" = "$(expected_driver)" ]
 	run ctool run e -- /bin/true
 	assert_status 0
 }

@@ -7,6 +7,7 @@ load helpers
 
 setup() {
 	common_setup
+	unset CTOOL_DRIVER
 	base_image
 }
 

@@ -269,5 +269,7 @@ bool driver_fuse_dead(const char *path)
 {
 	struct statx stx;
 
-	return statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, 0, &stx) < 0 && errno == ENOTCONN;
+	/* forced: the kernel would answer from its attribute cache */
+	return statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) < 0 &&
+	       errno == ENOTCONN;
 }

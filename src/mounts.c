@@ -41,6 +41,7 @@ static void fs_context_reason(int fsfd, char *buf, size_t len)
 	buf[0] = '\0';
 	while ((n = read(fsfd, line, sizeof(line) - 1)) > 0) {
 		line[n] = '\0';
+		line[strcspn(line, "\n")] = '\0';
 		snprintf(buf, len, "%s", line[1] == ' ' ? line + 2 : line);
 	}
 }

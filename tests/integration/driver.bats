@@ -61,3 +61,39 @@ setup() {
 	[[ $stderr == *"cannot mount the overlay"* ]] || fail "stderr: $stderr"
 	assert_no_mounts_under "$(env_root e)"
 }
+
+@test "ctool-overlayfs killed mid-write: off cleans up, the env mounts again" {
+	ctool clone base f --driver fuse
+	ctool on f
+	root=$(env_root f)
+	pidfile="$CTOOL_STORE/envs/$(env_id f)/fuse.pid"
+	pid=$(cat "$pidfile")
+	[ "$(cat "/proc/$pid/comm")" = ctool-overlayfs ] || fail "pidfile: $pid"
+	"$CTOOL" run f -- /bin/sh -c 'i=0; while [ $i -lt 100000 ]; do echo $i >>/log; i=$((i+1)); done' \
+		>/dev/null 2>&1 3>&- &
+	writer=$!
+	sleep 0.3
+	kill -9 "$pid"
+	run --separate-stderr timeout 20 "$CTOOL" off f
+	assert_status 0
+	[[ $stderr == *"ctool-overlayfs is gone"* ]] || fail "no warning: $stderr"
+	wait "$writer" || true
+	assert_no_mounts_under "$root"
+	[ ! -e "$pidfile" ] || fail "pidfile left"
+	run ctool run f -- /bin/sh -c 'test -s /log && echo kept'
+	assert_status 0
+	[ "$output" = kept ] || fail "output: $output"
+	[ "$(info_get f driver)" = fuse ]
+}
+
+@test "off reaps ctool-overlayfs; on and off again leave no daemon" {
+	ctool clone base f --driver fuse
+	for i in 1 2 3; do
+		ctool on f
+		pid=$(cat "$CTOOL_STORE/envs/$(env_id f)/fuse.pid")
+		ctool off f
+		! kill -0 "$pid" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$pid/stat")" = Z ] ||
+			fail "round $i: daemon $pid still running"
+	done
+	assert_no_mounts_under "$(env_root f)"
+}

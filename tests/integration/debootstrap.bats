@@ -131,3 +131,33 @@ created() {
 	assert_status 0
 	assert_no_mounts_under "$(env_root e)"
 }
+
+@test "many files: apt-get install and purge, dpkg --verify clean throughout" {
+	created
+	run ctool clone deb m
+	assert_status 0
+	run ctool run m -e DEBIAN_FRONTEND=noninteractive -- apt-get update
+	assert_status 0
+	# about 1,500 files, and a purge that removes what it installed
+	run ctool run m -e DEBIAN_FRONTEND=noninteractive -- \
+		apt-get install -y --no-install-recommends perl-modules-5.36 hello
+	assert_status 0
+	n=$(ctool run m -- dpkg -L perl-modules-5.36 | wc -l)
+	[ "$n" -gt 1000 ] || fail "perl-modules-5.36 has only $n files"
+	run ctool run m -- dpkg --verify
+	assert_status 0
+	[ -z "$output" ] || fail "dpkg --verify:" "$output"
+	run ctool run m -- perl -MText::Wrap -e 'print wrap("", "", "ok"), "\n"'
+	assert_status 0
+	[ "$output" = ok ] || fail "perl said:" "$output"
+	run ctool run m -e DEBIAN_FRONTEND=noninteractive -- apt-get purge -y perl-modules-5.36
+	assert_status 0
+	run ctool run m -- dpkg --verify
+	assert_status 0
+	[ -z "$output" ] || fail "dpkg --verify after purge:" "$output"
+	run ctool run m -- test -e /usr/share/perl/5.36/Text/Wrap.pm
+	assert_status 1
+	[ "$(info_get m driver)" = "$(expected_driver)" ]
+	run ctool rm --force m
+	assert_status 0
+}

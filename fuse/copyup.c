@@ -319,9 +319,10 @@ int copyup_tree(struct ovl_fs *fs, struct ovl_node *n)
 }
 
 /* After a copied-up tree moved to a place with no lower below it: drop
- * the whiteouts in directory dfd/name and, below the top, the opaque
- * marks, none of which mean anything there any more. 0 or -errno. */
-int copyup_clean_tree(int dfd, const char *name, bool top)
+ * the whiteouts (both forms) in directory dfd/name and, below the top,
+ * the opaque marks, none of which mean anything there any more. Tree
+ * lock held for writing. 0 or -errno. */
+int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top)
 {
 	struct dirent *de;
 	struct stat st;
@@ -329,7 +330,7 @@ int copyup_clean_tree(int dfd, const char *name, bool top)
 	int fd, r = 0;
 
 	if (!top) {
-		r = layer_set_opaque(dfd, name, false);
+		r = layer_set_opaque(fs, dfd, name, false);
 		if (r < 0)
 			return r;
 	}
@@ -345,6 +346,14 @@ int copyup_clean_tree(int dfd, const char *name, bool top)
 	while (r == 0 && (de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
+		if (layer_name_reserved(de->d_name)) {
+			/* the top keeps its opaque mark */
+			if (top && !strcmp(de->d_name, OVL_WH_OPAQUE))
+				continue;
+			if (unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
+				r = -errno;
+			continue;
+		}
 		if (de->d_type != DT_CHR && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
 			continue;
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -354,7 +363,7 @@ int copyup_clean_tree(int dfd, const char *name, bool top)
 		if (stat_is_whiteout(&st))
 			r = unlinkat(fd, de->d_name, 0) < 0 ? -errno : 0;
 		else if (S_ISDIR(st.st_mode))
-			r = copyup_clean_tree(fd, de->d_name, false);
+			r = copyup_clean_tree(fs, fd, de->d_name, false);
 	}
 	(void)closedir(d);
 	return r;

@@ -1,5 +1,5 @@
 /* Merged directories: the union of a directory's layers, topmost first,
- * each name once, whiteouts hiding what is below them. */
+ * each name once, whiteouts (of either form) hiding what is below them. */
 #include "config.h"
 
 #include <dirent.h>
@@ -41,11 +41,24 @@ static int raw_add(struct raw_list *l, const char *name, ino_t ino, unsigned cha
 	return 0;
 }
 
-/* Append the entries of directory pfd (O_PATH) of one layer. */
-static int read_layer(int pfd, struct raw_list *l)
+static void raw_free(struct raw_list *l)
 {
+	size_t i;
+
+	for (i = 0; i < l->count; i++)
+		free(l->v[i].name);
+	free(l->v);
+}
+
+/* Append the entries of directory pfd (O_PATH) of one layer. A ".wh.NAME"
+ * file is not listed but counts as a whiteout of NAME, after the layer's
+ * own entries: NAME itself, when there too, wins (see layer_lookup). */
+static int read_layer(struct ovl_fs *fs, int pfd, struct raw_list *l)
+{
+	struct raw_list whs = { 0 };
 	struct dirent *de;
 	struct stat st;
+	size_t i;
 	DIR *d;
 	int fd, r = 0;
 
@@ -61,9 +74,19 @@ static int read_layer(int pfd, struct raw_list *l)
 	while ((de = readdir(d))) {
 		bool wh = false;
 		unsigned char type = de->d_type;
+		const char *name = de->d_name + sizeof(OVL_WH_PREFIX) - 1;
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
+		if (layer_name_reserved(de->d_name)) {
+			layer_wh_seen(fs);
+			if (!name[0] || layer_name_reserved(name))
+				continue; /* ".wh..wh..opq" and the like */
+			r = raw_add(&whs, name, 0, DT_UNKNOWN, true);
+			if (r < 0)
+				break;
+			continue;
+		}
 		if (type == DT_CHR || type == DT_UNKNOWN) {
 			if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
@@ -75,6 +98,9 @@ static int read_layer(int pfd, struct raw_list *l)
 			break;
 	}
 	(void)closedir(d);
+	for (i = 0; r == 0 && i < whs.count; i++)
+		r = raw_add(l, whs.v[i].name, 0, DT_UNKNOWN, true);
+	raw_free(&whs);
 	return r;
 }
 
@@ -126,15 +152,6 @@ static int merge(struct raw_list *l, struct ovl_dir *ret)
 	return 0;
 }
 
-static void raw_free(struct raw_list *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->count; i++)
-		free(l->v[i].name);
-	free(l->v);
-}
-
 /* The merged listing of directory node `dir` (without "." and "..") into
  * *ret, to free with dir_list_free. Tree lock held. 0 or -errno. */
 int dir_list(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *ret)
@@ -154,7 +171,7 @@ int dir_list(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *ret)
 			continue;
 		if (r < 0)
 			goto out;
-		r = read_layer(pfd, &l);
+		r = read_layer(fs, pfd, &l);
 		if (r < 0)
 			goto out;
 	}

@@ -1,12 +1,15 @@
 /* Lookups inside the layers: resolving paths beneath a layer, whiteouts,
- * opaque directories, and the small primitives that write them. */
+ * opaque directories (both forms of each), and the small primitives that
+ * write them. */
 #include "config.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -48,10 +51,161 @@ bool stat_is_whiteout(const struct stat *st)
 	return S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0);
 }
 
-/* Does directory dfd/name carry trusted.overlay.opaque=y? 1, 0 or -errno. */
-int layer_is_opaque(int dfd, const char *name)
+/* Is `name` one of the file form's (".wh." first)? Such names are never
+ * shown, looked up or made through the mount. */
+bool layer_name_reserved(const char *name)
+{
+	return !strncmp(name, OVL_WH_PREFIX, sizeof(OVL_WH_PREFIX) - 1);
+}
+
+/* Must lookups look for ".wh.NAME" files? False on an upper that only
+ * ever had the kernel form: lookups then cost what they always did. */
+bool layer_wh_read(struct ovl_fs *fs)
+{
+	return __atomic_load_n(&fs->wh_read, __ATOMIC_RELAXED);
+}
+
+/* A file of the file form was met in a layer: look for them from now on. */
+void layer_wh_seen(struct ovl_fs *fs)
+{
+	if (!layer_wh_read(fs))
+		__atomic_store_n(&fs->wh_read, true, __ATOMIC_RELAXED);
+}
+
+/* Does errno e say that the upper refuses the kernel form (rather than
+ * that something went wrong)? */
+static bool form_refused(int e)
+{
+	return e == EPERM || e == EOPNOTSUPP || e == EINVAL;
+}
+
+/* From now on write the file form of whiteouts (opaque false) or of the
+ * opaque mark (opaque true), and read it; the workdir records that the
+ * upper holds such files. Tree lock held for writing, or at mount. */
+static void use_files(struct ovl_fs *fs, bool opaque)
+{
+	int fd;
+
+	if (opaque)
+		fs->opq_files = true;
+	else
+		fs->wh_files = true;
+	layer_wh_seen(fs);
+	if (fs->wdirfd < 0)
+		return;
+	fd = openat(fs->wdirfd, OVL_WH_MARK, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		(void)close(fd);
+}
+
+/* Decide once per mount which whiteout forms the upper takes, by trying
+ * the kernel's in the workdir (on the upper's filesystem): a 0/0
+ * character device, and trusted.overlay.opaque on a directory. An upper
+ * that already holds files of the file form (the workdir says so) has
+ * them read whatever the probe finds. CTOOL_TEST_WHITEOUT_FILES=1 makes
+ * the probe fail, for the tests. */
+void layer_probe(struct ovl_fs *fs)
+{
+	bool force = getenv("CTOOL_TEST_WHITEOUT_FILES") != NULL;
+	struct stat st;
+	char tmp[64];
+	int fd;
+
+	if (fs->readonly)
+		return;
+	(void)layer_tmp_name(fs, tmp);
+	if (force || mknodat(fs->workfd, tmp, S_IFCHR | 0, makedev(0, 0)) < 0) {
+		if (force || form_refused(errno))
+			use_files(fs, false);
+	} else {
+		(void)unlinkat(fs->workfd, tmp, 0);
+	}
+	if (mkdirat(fs->workfd, tmp, 0700) == 0) {
+		fd = openat(fs->workfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (force || (fd >= 0 && fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) < 0 &&
+			      form_refused(errno)))
+			use_files(fs, true);
+		if (fd >= 0)
+			(void)close(fd);
+		(void)unlinkat(fs->workfd, tmp, AT_REMOVEDIR);
+	}
+	if (fs->wdirfd >= 0 && fstatat(fs->wdirfd, OVL_WH_MARK, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		layer_wh_seen(fs);
+}
+
+/* ".wh.NAME" for `name` into ret. 0, or -ENAMETOOLONG when that is longer
+ * than a name may be (such a name can only have the kernel form). */
+static int wh_name(const char *name, char ret[NAME_MAX + 1])
+{
+	int n = snprintf(ret, NAME_MAX + 1, OVL_WH_PREFIX "%s", name);
+
+	return n < 0 || n > NAME_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* Does directory dfd hold a file-form whiteout of `name`? */
+bool layer_has_wh_file(int dfd, const char *name)
+{
+	char wh[NAME_MAX + 1];
+	struct stat st;
+
+	return wh_name(name, wh) == 0 && fstatat(dfd, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Create the empty file dfd/name (mode 0) unless it is there. 0 or -errno. */
+static int touch_at(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	(void)close(fd);
+	return 0;
+}
+
+/* Make the file-form whiteout of `name` in directory dfd; what is at
+ * dfd/name itself is left (and shows while it is there). 0 or -errno. */
+int layer_wh_file_make(int dfd, const char *name)
+{
+	char wh[NAME_MAX + 1];
+	int r = wh_name(name, wh);
+
+	return r < 0 ? r : touch_at(dfd, wh);
+}
+
+/* Remove the file-form whiteout of `name` from directory dfd, if any.
+ * 0 or -errno. */
+int layer_wh_file_drop(int dfd, const char *name)
+{
+	char wh[NAME_MAX + 1];
+
+	if (wh_name(name, wh) < 0)
+		return 0;
+	return unlinkat(dfd, wh, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Make a kernel whiteout under a fresh workdir name, in tmp. 1 when made;
+ * 0 when the upper takes the file form instead (the kernel form refused
+ * now, or before: it is not tried again); or -errno. Tree lock held for
+ * writing. */
+int layer_whiteout_tmp(struct ovl_fs *fs, char tmp[64])
+{
+	if (fs->wh_files)
+		return 0;
+	(void)layer_tmp_name(fs, tmp);
+	if (mknodat(fs->workfd, tmp, S_IFCHR | 0, makedev(0, 0)) == 0)
+		return 1;
+	if (!form_refused(errno))
+		return -errno;
+	use_files(fs, false);
+	return 0;
+}
+
+/* Is directory dfd/name opaque (trusted.overlay.opaque=y, or a
+ * ".wh..wh..opq" file in it)? 1, 0 or -errno. */
+int layer_is_opaque(struct ovl_fs *fs, int dfd, const char *name)
 {
 	_cleanup_close_ int fd = -1;
+	struct stat st;
 	char v[8];
 	ssize_t n;
 
@@ -59,9 +213,11 @@ int layer_is_opaque(int dfd, const char *name)
 	if (fd < 0)
 		return -errno;
 	n = fgetxattr(fd, OVL_XATTR_OPAQUE, v, sizeof(v));
-	if (n < 0)
-		return (errno == ENODATA || errno == EOPNOTSUPP) ? 0 : -errno;
-	return n == 1 && v[0] == 'y';
+	if (n < 0 && errno != ENODATA && errno != EOPNOTSUPP)
+		return -errno;
+	if (n == 1 && v[0] == 'y')
+		return 1;
+	return layer_wh_read(fs) && fstatat(fd, OVL_WH_OPAQUE, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 /* The name of the index entry of lower file dev:ino. */
@@ -90,7 +246,7 @@ static void lookup_index(struct ovl_fs *fs, struct ovl_hit *h)
 
 /* Record what layer i shows for a name, given its stat. Returns true when
  * the descent through the layers stops here. */
-static bool lookup_step(struct ovl_hit *h, int i, int pfd, const char *name,
+static bool lookup_step(struct ovl_fs *fs, struct ovl_hit *h, int i, int pfd, const char *name,
 			const struct stat *st, bool lowest)
 {
 	if (stat_is_whiteout(st))
@@ -107,19 +263,22 @@ static bool lookup_step(struct ovl_hit *h, int i, int pfd, const char *name,
 			return true;
 		h->last = i;
 	}
-	return !lowest && layer_is_opaque(pfd, name) > 0;
+	return !lowest && layer_is_opaque(fs, pfd, name) > 0;
 }
 
 /* Look `name` up below merged directory `dir` through its layers (tree
- * lock held). Fills *h (h->found false when nothing shows). Copies
- * nothing up. 0 or -errno. */
+ * lock held). Fills *h (h->found false when nothing shows, as for every
+ * name of the file form). Copies nothing up. 0 or -errno. */
 int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h)
 {
 	_cleanup_free_ char *path = NULL;
+	bool wh_read = layer_wh_read(fs);
 	struct stat st;
 	int i, r;
 
 	memset(h, 0, sizeof(*h));
+	if (layer_name_reserved(name))
+		return 0;
 	r = node_path(dir, &path);
 	if (r < 0)
 		return r;
@@ -132,11 +291,15 @@ int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, stru
 		if (r < 0)
 			return r;
 		if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT || errno == ENOTDIR)
-				continue;
-			return -errno;
+			if (errno != ENOENT && errno != ENOTDIR)
+				return -errno;
+			/* the name itself wins over its file-form whiteout: a
+			 * create that stopped half way shows the new file */
+			if (wh_read && layer_has_wh_file(pfd, name))
+				break;
+			continue;
 		}
-		if (lookup_step(h, i, pfd, name, &st, i == dir->last))
+		if (lookup_step(fs, h, i, pfd, name, &st, i == dir->last))
 			break;
 	}
 	if (h->found && h->layer > OVL_UPPER && !S_ISDIR(h->type))
@@ -149,6 +312,7 @@ int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, stru
 int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name)
 {
 	_cleanup_free_ char *path = NULL;
+	bool wh_read = layer_wh_read(fs);
 	struct stat st;
 	int i, r;
 
@@ -164,9 +328,11 @@ int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name)
 		if (r < 0)
 			return r;
 		if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno == ENOENT || errno == ENOTDIR)
-				continue;
-			return -errno;
+			if (errno != ENOENT && errno != ENOTDIR)
+				return -errno;
+			if (wh_read && layer_has_wh_file(pfd, name))
+				return 0;
+			continue;
 		}
 		return !stat_is_whiteout(&st);
 	}
@@ -183,27 +349,39 @@ int layer_tmp_name(struct ovl_fs *fs, char ret[64])
 }
 
 /* Put a whiteout at dfd/name (in the upper), replacing a non-directory
- * that may be there, atomically: made in the workdir, renamed in place.
- * 0 or -errno. */
+ * that may be there. The kernel form atomically: made in the workdir,
+ * renamed in place. The file form: ".wh.NAME" first, then the name goes
+ * (in between, the name still shows what it showed). 0 or -errno. */
 int layer_make_whiteout(struct ovl_fs *fs, int dfd, const char *name)
 {
 	char tmp[64];
+	int r;
 
-	(void)layer_tmp_name(fs, tmp);
-	if (mknodat(fs->workfd, tmp, S_IFCHR | 0, makedev(0, 0)) < 0)
-		return -errno;
+	r = layer_whiteout_tmp(fs, tmp);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		r = layer_wh_file_make(dfd, name);
+		if (r < 0)
+			return r;
+		if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
+			r = -errno;
+			(void)layer_wh_file_drop(dfd, name);
+			return r;
+		}
+		return 0;
+	}
 	if (renameat(fs->workfd, tmp, dfd, name) < 0) {
-		int r = -errno;
-
+		r = -errno;
 		(void)unlinkat(fs->workfd, tmp, 0);
 		return r;
 	}
 	return 0;
 }
 
-/* Remove directory dfd/name that holds nothing but whiteouts (an upper
- * directory that is empty in the merged view). 0 or -errno
- * (-ENOTEMPTY when it holds anything else). */
+/* Remove directory dfd/name that holds nothing but whiteouts of either
+ * form (an upper directory that is empty in the merged view). 0 or
+ * -errno (-ENOTEMPTY when it holds anything else). */
 int layer_clear_dir(int dfd, const char *name)
 {
 	DIR *d;
@@ -227,7 +405,8 @@ int layer_clear_dir(int dfd, const char *name)
 			r = -errno;
 			break;
 		}
-		if (!stat_is_whiteout(&st)) {
+		if (!stat_is_whiteout(&st) &&
+		    (!layer_name_reserved(de->d_name) || S_ISDIR(st.st_mode))) {
 			r = -ENOTEMPTY;
 			break;
 		}
@@ -242,18 +421,30 @@ int layer_clear_dir(int dfd, const char *name)
 	return r;
 }
 
-/* Set (on) or remove (!on) the opaque mark of directory dfd/name.
- * 0 or -errno. */
-int layer_set_opaque(int dfd, const char *name, bool on)
+/* Set (on) or remove (!on) the opaque mark of directory dfd/name: the
+ * xattr, or the ".wh..wh..opq" file where the upper refuses it; removing
+ * drops both. Tree lock held for writing. 0 or -errno. */
+int layer_set_opaque(struct ovl_fs *fs, int dfd, const char *name, bool on)
 {
 	_cleanup_close_ int fd = -1;
 
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (on)
-		return fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) < 0 ? -errno : 0;
-	if (fremovexattr(fd, OVL_XATTR_OPAQUE) < 0 && errno != ENODATA)
+	if (on) {
+		if (!fs->opq_files) {
+			if (fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) == 0)
+				return 0;
+			if (!form_refused(errno))
+				return -errno;
+			use_files(fs, true);
+		}
+		return touch_at(fd, OVL_WH_OPAQUE);
+	}
+	if (fremovexattr(fd, OVL_XATTR_OPAQUE) < 0 && errno != ENODATA &&
+	    errno != EOPNOTSUPP && !(fs->opq_files && form_refused(errno)))
+		return -errno;
+	if (layer_wh_read(fs) && unlinkat(fd, OVL_WH_OPAQUE, 0) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
 }

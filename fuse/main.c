@@ -288,7 +288,7 @@ static int layers_open(struct ovl_fs *fs, const struct opts *o, struct ct_err *e
 	fs->layers = calloc((size_t)fs->nlayers, sizeof(*fs->layers));
 	if (!fs->layers)
 		return ct_fail(e, ENOMEM, "out of memory");
-	fs->workfd = fs->indexfd = fs->layers[0].fd = -1;
+	fs->workfd = fs->indexfd = fs->wdirfd = fs->layers[0].fd = -1;
 	for (i = 0; i < o->nlower; i++) {
 		fs->layers[i + 1].path = o->lower[i];
 		fs->layers[i + 1].fd = open_dir("lowerdir", o->lower[i], e);
@@ -313,7 +313,11 @@ static int layers_open(struct ovl_fs *fs, const struct opts *o, struct ct_err *e
 	if (su.st_ino == sw.st_ino)
 		return ct_fail(e, EINVAL, "upperdir and workdir must differ");
 	r = work_prepare(fs, wfd, o->work, e);
-	return r;
+	if (r < 0)
+		return r;
+	fs->wdirfd = TAKE_FD(wfd);
+	layer_probe(fs);
+	return 0;
 }
 
 /* Write our pid to o->pidfile (0644, atomically). 0 or -errno, *e set. */

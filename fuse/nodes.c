@@ -386,7 +386,8 @@ void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top)
 		}
 	}
 	(void)pthread_mutex_unlock(&fs->table_lock);
-	qsort(list, count, sizeof(*list), cmp_depth);
+	if (count) /* list is NULL when nothing is below top */
+		qsort(list, count, sizeof(*list), cmp_depth);
 	for (i = 0; i < count; i++) {
 		struct ovl_hit h;
 

@@ -2,7 +2,11 @@
  * link, unlink, rmdir, rename. All run with the tree lock held for
  * writing. A name that a lower layer shows is removed with a whiteout;
  * an entry made where a whiteout was replaces it atomically (through the
- * workdir), a directory made there is marked opaque. */
+ * workdir), a directory made there is marked opaque. With the file form
+ * of whiteouts (".wh.NAME"), every step is ordered so that a crash at
+ * worst leaves both the name and its whiteout, and the name wins: the
+ * whiteout is made before the name goes, and goes after the new name is
+ * in place. Names of that form cannot be made (EINVAL). */
 #include "config.h"
 
 #include <fcntl.h>
@@ -104,10 +108,13 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 	struct ovl_hit h;
 	struct stat pst;
 	char tmp[64];
+	bool whf;
 	int wh, r;
 
 	if (fs->readonly)
 		return -EROFS;
+	if (layer_name_reserved(name))
+		return -EINVAL;
 	r = layer_lookup(fs, parent, name, &h);
 	if (r < 0)
 		return r;
@@ -124,7 +131,8 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 	wh = is_whiteout_at(upfd, name);
 	if (wh < 0)
 		return wh;
-	if (!wh) {
+	whf = layer_wh_read(fs) && layer_has_wh_file(upfd, name);
+	if (!wh && !whf) {
 		/* nothing to replace: made in place, as the kernel does */
 		r = make_object(upfd, name, nw, &fd);
 		if (r == 0 && (r = set_owner(upfd, name, nw, ctx, &pst)) < 0)
@@ -135,8 +143,12 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 		if (r == 0)
 			r = set_owner(fs->workfd, tmp, nw, ctx, &pst);
 		if (r == 0 && S_ISDIR(nw->mode))
-			r = layer_set_opaque(fs->workfd, tmp, true);
-		if (r == 0 && S_ISDIR(nw->mode)) {
+			r = layer_set_opaque(fs, fs->workfd, tmp, true);
+		if (r == 0 && !wh) {
+			/* a file-form whiteout: nothing at the name yet */
+			if (renameat2(fs->workfd, tmp, upfd, name, RENAME_NOREPLACE) < 0)
+				r = -errno;
+		} else if (r == 0 && S_ISDIR(nw->mode)) {
 			if (renameat2(fs->workfd, tmp, upfd, name, RENAME_EXCHANGE) < 0)
 				r = -errno;
 			else
@@ -144,11 +156,15 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 		} else if (r == 0 && renameat(fs->workfd, tmp, upfd, name) < 0) {
 			r = -errno;
 		}
+		if (r < 0 && S_ISDIR(nw->mode))
+			(void)copyup_clean_tree(fs, fs->workfd, tmp, false);
 		if (r < 0)
 			(void)unlinkat(fs->workfd, tmp, S_ISDIR(nw->mode) ? AT_REMOVEDIR : 0);
 	}
 	if (r < 0)
 		return r;
+	if (whf)
+		(void)layer_wh_file_drop(upfd, name); /* the name shows: it wins */
 	memset(&h, 0, sizeof(h));
 	if (fstatat(upfd, name, &h.st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
@@ -324,23 +340,35 @@ static void stack_node(struct ovl_node *n, struct ovl_node *parent, const char *
 
 /* Take the upper directory upfd/name out of the merged view: it holds
  * only whiteouts. It is moved to the workdir first (swapped with a
- * whiteout when a lower shows the name), then emptied there. */
+ * kernel whiteout when a lower shows the name, or moved once the
+ * file-form whiteout is there), then emptied there. */
 static int remove_upper_dir(struct ovl_fs *fs, int upfd, const char *name, bool whiteout)
 {
 	char tmp[64];
+	int r;
 
-	(void)layer_tmp_name(fs, tmp);
-	if (whiteout) {
-		if (mknodat(fs->workfd, tmp, S_IFCHR | 0, 0) < 0)
-			return -errno;
+	r = whiteout ? layer_whiteout_tmp(fs, tmp) : 0;
+	if (r < 0)
+		return r;
+	if (r == 1) {
 		if (renameat2(fs->workfd, tmp, upfd, name, RENAME_EXCHANGE) < 0) {
-			int r = -errno;
-
+			r = -errno;
 			(void)unlinkat(fs->workfd, tmp, 0);
 			return r;
 		}
-	} else if (renameat(upfd, name, fs->workfd, tmp) < 0) {
-		return -errno;
+		return layer_clear_dir(fs->workfd, tmp);
+	}
+	if (whiteout) {
+		r = layer_wh_file_make(upfd, name);
+		if (r < 0)
+			return r;
+	}
+	(void)layer_tmp_name(fs, tmp);
+	if (renameat(upfd, name, fs->workfd, tmp) < 0) {
+		r = -errno;
+		if (whiteout)
+			(void)layer_wh_file_drop(upfd, name);
+		return r;
 	}
 	return layer_clear_dir(fs->workfd, tmp);
 }
@@ -410,7 +438,8 @@ struct ren {
 	int dst_up;                     /* what the upper has at the new name */
 };
 
-enum { UP_NONE, UP_WHITEOUT, UP_DIR, UP_OTHER };
+/* UP_WHFILE: nothing at the name, but its file-form whiteout. */
+enum { UP_NONE, UP_WHITEOUT, UP_WHFILE, UP_DIR, UP_OTHER };
 
 /* The refusals of rename, in the order the kernel checks them. */
 static int ren_check(struct ovl_fs *fs, struct ren *x, unsigned int flags)
@@ -463,7 +492,8 @@ static int ren_prepare(struct ovl_fs *fs, struct ren *x, int nfd)
 	if (fstatat(nfd, x->nname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno != ENOENT)
 			return -errno;
-		x->dst_up = UP_NONE;
+		x->dst_up = layer_wh_read(fs) && layer_has_wh_file(nfd, x->nname) ? UP_WHFILE
+										  : UP_NONE;
 	} else {
 		x->dst_up = stat_is_whiteout(&st) ? UP_WHITEOUT
 			    : S_ISDIR(st.st_mode) ? UP_DIR : UP_OTHER;
@@ -475,44 +505,69 @@ static int ren_prepare(struct ovl_fs *fs, struct ren *x, int nfd)
 		/* a copied tree hides what lowers have at the new name; a pure
 		 * upper directory moved into a merged one is made opaque, as
 		 * the kernel does */
-		x->opaque = r || x->dst_up == UP_WHITEOUT ||
+		x->opaque = r || x->dst_up == UP_WHITEOUT || x->dst_up == UP_WHFILE ||
 			    (!x->tree && x->np->last > OVL_UPPER);
 	}
 	return 0;
 }
 
-/* Move the upper source into place. */
-static int ren_move(struct ovl_fs *fs, struct ren *x, int ofd, int nfd)
+/* Rename the upper source over what the upper has at the new name,
+ * leaving a kernel whiteout at the old name when `kwh`. */
+static int ren_swap(struct ovl_fs *fs, struct ren *x, int ofd, int nfd, bool kwh)
 {
 	unsigned int f;
-	int r;
 
-	if (x->opaque) {
-		r = layer_set_opaque(ofd, x->oname, true);
-		if (r < 0)
-			return r;
-	}
-	if (x->dst_up == UP_DIR) {
-		r = copyup_clean_tree(nfd, x->nname, true); /* only whiteouts in it */
-		if (r < 0)
-			return r;
-	}
 	if (x->dst_up == UP_WHITEOUT && S_ISDIR(x->src.type)) {
 		if (renameat2(ofd, x->oname, nfd, x->nname, RENAME_EXCHANGE) < 0)
 			return -errno;
-		if (!x->whiteout)
+		if (!kwh)
 			(void)unlinkat(ofd, x->oname, 0);
 		return 0;
 	}
-	f = (x->dst_up == UP_NONE ? RENAME_NOREPLACE : 0) | (x->whiteout ? RENAME_WHITEOUT : 0);
+	f = (x->dst_up == UP_NONE || x->dst_up == UP_WHFILE ? RENAME_NOREPLACE : 0) |
+	    (kwh ? RENAME_WHITEOUT : 0);
 	if (renameat2(ofd, x->oname, nfd, x->nname, f) == 0)
 		return 0;
-	if (errno != EINVAL || !x->whiteout)
+	if ((errno != EINVAL && errno != EPERM) || !kwh)
 		return -errno;
 	/* no RENAME_WHITEOUT on this filesystem */
 	if (renameat2(ofd, x->oname, nfd, x->nname, f & ~RENAME_WHITEOUT) < 0)
 		return -errno;
 	return layer_make_whiteout(fs, ofd, x->oname);
+}
+
+/* Move the upper source into place. A file-form whiteout of the old name
+ * is made before the move, that of the new name dropped after it. */
+static int ren_move(struct ovl_fs *fs, struct ren *x, int ofd, int nfd)
+{
+	bool whf = x->whiteout && fs->wh_files;
+	int r;
+
+	if (x->opaque) {
+		r = layer_set_opaque(fs, ofd, x->oname, true);
+		if (r < 0)
+			return r;
+	}
+	if (x->dst_up == UP_DIR) {
+		/* only whiteouts in it, and maybe an opaque mark */
+		r = copyup_clean_tree(fs, nfd, x->nname, false);
+		if (r < 0)
+			return r;
+	}
+	if (whf) {
+		r = layer_wh_file_make(ofd, x->oname);
+		if (r < 0)
+			return r;
+	}
+	r = ren_swap(fs, x, ofd, nfd, x->whiteout && !whf);
+	if (r < 0) {
+		if (whf)
+			(void)layer_wh_file_drop(ofd, x->oname);
+		return r;
+	}
+	if (x->dst_up == UP_WHFILE)
+		(void)layer_wh_file_drop(nfd, x->nname);
+	return 0;
 }
 
 /* After the move: the nodes follow the names. */
@@ -521,7 +576,7 @@ static void ren_nodes(struct ovl_fs *fs, struct ren *x, int nfd)
 	struct ovl_hit h;
 
 	if (x->tree)
-		(void)copyup_clean_tree(nfd, x->nname, true);
+		(void)copyup_clean_tree(fs, nfd, x->nname, true);
 	drop_name(fs, x->np, x->nname);
 	if (!x->sn)
 		return;
@@ -574,7 +629,7 @@ void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	struct ren x = { 0 };
 	int r;
 
-	if (flags & ~RENAME_NOREPLACE) {
+	if ((flags & ~RENAME_NOREPLACE) || layer_name_reserved(newname)) {
 		(void)fuse_reply_err(req, EINVAL);
 		return;
 	}

@@ -4,7 +4,13 @@
  * only one ever written), layers 1..n the lowers, topmost first, as the
  * kernel's lowerdir= lists them. The on-disk format is the kernel
  * overlayfs one: a whiteout is a character device 0/0, an opaque
- * directory carries trusted.overlay.opaque=y.
+ * directory carries trusted.overlay.opaque=y. Where the upper cannot hold
+ * those (it sits on another overlayfs, which refuses 0/0 devices and may
+ * refuse trusted.overlay.*), the file form is written instead, as aufs
+ * and OCI layers have it: an empty file ".wh.NAME" whites NAME out, an
+ * empty file ".wh..wh..opq" in a directory makes it opaque. A mount
+ * probes once which form its upper takes; both are always read, and no
+ * name starting with ".wh." is ever shown or made through the mount.
  *
  * Every path inside a layer is resolved relative to that layer's
  * directory fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), and
@@ -34,6 +40,11 @@
  * hard link index (named so it never meets the kernel's own "index"). */
 #define OVL_WORK_NAME "work"
 #define OVL_INDEX_NAME "ctool-index"
+/* The file form of whiteouts, and the workdir file saying that the upper
+ * holds some (so lookups look for them even where 0/0 devices work). */
+#define OVL_WH_PREFIX ".wh."
+#define OVL_WH_OPAQUE ".wh..wh..opq"
+#define OVL_WH_MARK "ctool-whiteout-files"
 
 struct ovl_layer {
 	int fd;             /* O_PATH directory fd, -1 for a missing upper */
@@ -73,9 +84,19 @@ struct ovl_fs {
 	int nlayers;
 	int workfd;                 /* workdir/work, -1 when read-only */
 	int indexfd;                /* workdir/ctool-index, -1 when read-only */
+	int wdirfd;                 /* the workdir itself, -1 when read-only */
 	bool readonly;
 	bool nosync;                /* "volatile": no fsync to the upper */
 	bool debug;
+	/* The whiteout forms. wh_files and opq_files (write the file form of
+	 * whiteouts, of the opaque mark) are set by the probe at mount, or
+	 * later with the tree lock held for writing when the kernel form is
+	 * refused. wh_read (lookups look for ".wh.NAME" files too) only ever
+	 * goes from false to true, with __atomic calls: readdir sets it when
+	 * it meets such a file. */
+	bool wh_files;
+	bool opq_files;
+	bool wh_read;
 	double timeout;
 	struct fuse_session *se;
 
@@ -103,14 +124,22 @@ struct ovl_hit {
 
 int layer_open_dir(struct ovl_fs *fs, int layer, const char *path, int *ret_fd);
 bool stat_is_whiteout(const struct stat *st);
-int layer_is_opaque(int dfd, const char *name);
+bool layer_name_reserved(const char *name);
+bool layer_wh_read(struct ovl_fs *fs);
+void layer_wh_seen(struct ovl_fs *fs);
+void layer_probe(struct ovl_fs *fs);
+bool layer_has_wh_file(int dfd, const char *name);
+int layer_wh_file_make(int dfd, const char *name);
+int layer_wh_file_drop(int dfd, const char *name);
+int layer_whiteout_tmp(struct ovl_fs *fs, char tmp[64]);
+int layer_is_opaque(struct ovl_fs *fs, int dfd, const char *name);
 int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h);
 int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name);
 int layer_tmp_name(struct ovl_fs *fs, char ret[64]);
 void layer_index_name(dev_t dev, ino_t ino, char ret[64]);
 int layer_make_whiteout(struct ovl_fs *fs, int dfd, const char *name);
 int layer_clear_dir(int dfd, const char *name);
-int layer_set_opaque(int dfd, const char *name, bool on);
+int layer_set_opaque(struct ovl_fs *fs, int dfd, const char *name, bool on);
 char *proc_fd_path(int fd, char buf[32]);
 
 /* ---- nodes.c: the node table ---- */
@@ -164,7 +193,7 @@ int copyup_node(struct ovl_fs *fs, struct ovl_node *n);
 int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty);
 int copyup_tree(struct ovl_fs *fs, struct ovl_node *n);
 int copyup_xattrs(int src, int dst);
-int copyup_clean_tree(int dfd, const char *name, bool top);
+int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top);
 
 /* ---- ops.c / ops-ns.c: the FUSE operations ---- */
 

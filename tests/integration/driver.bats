@@ -97,3 +97,37 @@ setup() {
 	done
 	assert_no_mounts_under "$(env_root f)"
 }
+
+@test "a store inside an overlay: the kernel refuses, ctool-overlayfs takes over" {
+	O="$BATS_TEST_TMPDIR/o"
+	mkdir -p "$O/lower" "$O/upper" "$O/work" "$O/mnt"
+	mount -t overlay overlay -o "lowerdir=$O/lower,upperdir=$O/upper,workdir=$O/work" "$O/mnt"
+	export CTOOL_STORE="$O/mnt/store"
+	base_image
+	ctool clone base e
+	run --separate-stderr ctool -v on e
+	assert_status 0
+	[[ $stderr == *"refused the overlay"*"not supported as upperdir"*"using ctool-overlayfs"* ]] ||
+		fail "-v does not say why:" "$stderr"
+	[ "$(info_get e driver)" = fuse ]
+	[[ $(info_get e driver-note) == *"not supported as upperdir"* ]] ||
+		fail "driver-note: $(info_get e driver-note)"
+	[ "$(list_field e 4)" = fuse ]
+	# deleting a lower file needs a whiteout the outer overlay refuses as
+	# a device: the daemon writes it in its file form
+	run ctool run e -- /bin/sh -c 'echo new >/new; rm /bin/vi; mkdir /d; ls /bin/vi'
+	[ "$status" -ne 0 ] || fail "/bin/vi is still there"
+	ctool off e
+	assert_no_mounts_under "$(env_root e)"
+	run ctool run e -- /bin/sh -c 'cat /new; test -e /bin/vi || echo gone'
+	assert_status 0
+	[ "$output" = "new"$'\n'"gone" ] || fail "output:" "$output"
+	ctool off e
+	run ctool reset e
+	assert_status 0
+	run ctool run e -- /bin/sh -c 'test -e /new || test ! -e /bin/vi || echo base'
+	[ "$output" = base ] || fail "after reset:" "$output"
+	ctool rm --force e
+	ctool gc
+	umount "$O/mnt"
+}

@@ -439,3 +439,135 @@ ops_script() {
 	ls -R "$T/m" >/dev/null
 	fumount "$T/m" "$T/w"
 }
+
+# ---------------------------------------------------------------------------
+# 7. the file form of whiteouts (".wh.NAME", ".wh..wh..opq"), for uppers
+# that refuse the kernel's (an upper on another overlayfs)
+
+# The kernel's overlayfs on $T/outer, for an upper and workdir inside it.
+nest_mount() {
+	mkdir -p "$T/ol" "$T/ou" "$T/ow" "$T/outer"
+	mount -t overlay overlay -o "lowerdir=$T/ol,upperdir=$T/ou,workdir=$T/ow" "$T/outer"
+}
+
+# Does upper directory $1 carry an opaque mark, in either form?
+upper_opaque() {
+	[ -f "$1/.wh..wh..opq" ] ||
+		[ "$(getfattr --only-values -n trusted.overlay.opaque "$1" 2>/dev/null)" = y ]
+}
+
+# Is $1 the file form of a whiteout: an empty regular file, mode 0?
+wh_file() {
+	[ "$(stat -c '%F %s %a' "$1" 2>/dev/null)" = "regular empty file 0 0" ]
+}
+
+# The removals, renames and re-creations of lower names on mount $1 with
+# upper $2, checked in the merged view and, where it says which form was
+# written, in the upper.
+wh_files_script() {
+	local m=$1 u=$2
+	# delete a lower file, a lower tree
+	rm "$m/l2file" || fail "rm of a lower file"
+	[ ! -e "$m/l2file" ] && wh_file "$u/.wh.l2file" || fail "l2file: no .wh. file"
+	[ ! -e "$u/l2file" ] || fail "l2file: a 0/0 device in the upper"
+	rm -r "$m/dlow" || fail "rm -r of a lower tree"
+	[ ! -e "$m/dlow" ] && wh_file "$u/.wh.dlow" && [ ! -e "$u/dlow" ] || fail "dlow not gone"
+	# rename a lower file and a lower directory
+	mv "$m/l2file2" "$m/renamed" || fail "mv of a lower file"
+	[ "$(cat "$m/renamed")" = l2b ] && [ ! -e "$m/l2file2" ] && wh_file "$u/.wh.l2file2" ||
+		fail "l2file2 not renamed"
+	mv "$m/dgone" "$m/dgone2" || fail "mv of a lower directory"
+	[ "$(ls "$m/dgone2" | tr '\n' ' ')" = "a b " ] && [ ! -e "$m/dgone" ] || fail "dgone not renamed"
+	# rename onto whited-out names: a file, a merged directory
+	rm "$m/l2only"
+	mv "$m/l1mode" "$m/l2only" || fail "mv onto a whiteout"
+	[ "$(cat "$m/l2only")" = mode ] && [ ! -e "$u/.wh.l2only" ] || fail "l2only: $(ls -a "$u")"
+	rm -r "$m/dnonempty"
+	mv "$m/dboth" "$m/dnonempty" || fail "mv of a directory onto a whiteout"
+	[ "$(ls "$m/dnonempty" | tr '\n' ' ')" = "fb ft shared sub " ] ||
+		fail "dnonempty holds: $(ls "$m/dnonempty")"
+	upper_opaque "$u/dnonempty" || fail "dnonempty is not opaque"
+	# re-create deleted names as a file and as a directory
+	echo new >"$m/l2file" || fail "re-create l2file"
+	[ "$(cat "$m/l2file")" = new ] && [ ! -e "$u/.wh.l2file" ] || fail "l2file: $(ls -a "$u")"
+	mkdir "$m/dlow" || fail "re-create dlow"
+	[ -z "$(ls -A "$m/dlow")" ] && [ ! -e "$u/.wh.dlow" ] || fail "dlow: $(ls -A "$m/dlow")"
+	upper_opaque "$u/dlow" || fail "the new dlow is not opaque"
+	touch "$m/dlow/in"
+	# a directory holding only whiteouts is empty; they go with it
+	mkdir "$m/dtop/sub"
+	echo t >"$m/dtop/sub/t"
+	rm "$m/dgone2/a" "$m/dgone2/b"
+	rmdir "$m/dgone2" || fail "rmdir of a directory of whiteouts"
+	rm -r "$m/dtarget"
+	mkdir "$m/dtarget"
+	rmdir "$m/dtarget" || fail "rmdir of an opaque directory"
+	[ ! -e "$m/dtarget" ] && wh_file "$u/.wh.dtarget" && [ ! -e "$u/dtarget" ] ||
+		fail "dtarget: $(ls -a "$u")"
+	# readdir hides them, and none can be made through the mount
+	[ -z "$(find "$m" -name '.wh.*')" ] || fail "listed: $(find "$m" -name '.wh.*')"
+	[ "$(LC_ALL=C ls "$m" | tr '\n' ' ')" = "dlow dnonempty dtop fifo0 hard1 hard2 hidden l1file l1link l2file l2only lowx lowx2 renamed " ] ||
+		fail "root holds: $(LC_ALL=C ls "$m" | tr '\n' ' ')"
+	run touch "$m/.wh.x"
+	[ "$status" -ne 0 ] && [ ! -e "$u/.wh.x" ] || fail "made .wh.x"
+	run mkdir "$m/dlow/.wh..wh..opq"
+	[ "$status" -ne 0 ] || fail "made .wh..wh..opq"
+	run mv "$m/renamed" "$m/.wh.hidden"
+	[ "$status" -ne 0 ] && [ "$(cat "$m/hidden")" = hidden-top ] || fail "renamed to .wh.hidden"
+	run ln -s x "$m/.wh.l1file"
+	[ "$status" -ne 0 ] && [ "$(cat "$m/l1file")" = l1 ] || fail "made .wh.l1file"
+	[ ! -e "$m/.wh.l2file2" ] || fail ".wh.l2file2 can be looked up"
+}
+
+@test "an upper on overlayfs: whiteouts and opaque dirs in the file form" {
+	nest_mount
+	fmount "$T/outer/m" "$T/outer/u" "$T/outer/w"
+	wh_files_script "$T/outer/m" "$T/outer/u"
+	ovl_list "$T/outer/m" >"$T/before"
+	fumount "$T/outer/m" "$T/outer/w"
+	fmount "$T/outer/m" "$T/outer/u" "$T/outer/w"
+	ovl_list "$T/outer/m" >"$T/after"
+	fumount "$T/outer/m" "$T/outer/w"
+	umount "$T/outer"
+	diff -u "$T/before" "$T/after" || fail "the tree changed across a remount"
+}
+
+@test "the file form of the opaque mark, and both forms read on a plain upper" {
+	CTOOL_TEST_WHITEOUT_FILES=1 fmount "$T/m" "$T/u" "$T/w"
+	wh_files_script "$T/m" "$T/u"
+	[ -f "$T/u/dlow/.wh..wh..opq" ] && [ -f "$T/u/dnonempty/.wh..wh..opq" ] ||
+		fail "no .wh..wh..opq files"
+	ovl_list "$T/m" >"$T/before"
+	fumount "$T/m" "$T/w"
+	# without the test switch the kernel form is written again, and the
+	# workdir's mark keeps the file form read
+	[ -e "$T/w/ctool-whiteout-files" ] || fail "the workdir does not record the file form"
+	fmount "$T/m" "$T/u" "$T/w"
+	ovl_list "$T/m" >"$T/after"
+	diff -u "$T/before" "$T/after" || fail "the tree changed across a remount"
+	rm "$T/m/renamed" "$T/m/hidden"
+	[ -c "$T/u/hidden" ] || fail "no 0/0 device for hidden"
+	rm "$T/m/l2file"
+	[ ! -e "$T/m/l2file" ] && [ -c "$T/u/l2file" ] || fail "l2file after the remount"
+	echo again >"$T/m/l2file"
+	mkdir "$T/m/dgone"
+	[ "$(cat "$T/m/l2file")" = again ] && [ -z "$(ls -A "$T/m/dgone")" ] ||
+		fail "re-created over the kernel form"
+	fumount "$T/m" "$T/w"
+}
+
+@test "a plain upper keeps the kernel form: 0/0 devices and the opaque xattr" {
+	fmount "$T/m" "$T/u" "$T/w"
+	rm "$T/m/l2file"
+	rm -r "$T/m/dlow"
+	mv "$T/m/l2file2" "$T/m/renamed"
+	mkdir "$T/m/dlow"
+	fumount "$T/m" "$T/w"
+	for f in l2file l2file2; do
+		[ "$(stat -c '%F %t:%T' "$T/u/$f")" = "character special file 0:0" ] ||
+			fail "$f: $(stat -c '%F %t:%T' "$T/u/$f")"
+	done
+	[ "$(getfattr --only-values -n trusted.overlay.opaque "$T/u/dlow")" = y ] || fail "dlow"
+	[ -z "$(find "$T/u" -name '.wh.*')" ] || fail "file form used: $(find "$T/u" -name '.wh.*')"
+	[ ! -e "$T/w/ctool-whiteout-files" ] || fail "the workdir records the file form"
+}

@@ -19,7 +19,8 @@
 
 /* Copy every xattr but trusted.overlay.* from src to dst (fds of any
  * kind, O_PATH included). Attributes the upper cannot hold (security.*
- * refused, or no xattr support) are skipped. 0 or -errno. */
+ * refused, or no xattr support) are skipped, and so is one removed from
+ * src since it was listed; the others are still copied. 0 or -errno. */
 int copyup_xattrs(int src, int dst)
 {
 	_cleanup_free_ char *names = NULL, *val = NULL;
@@ -45,8 +46,10 @@ int copyup_xattrs(int src, int dst)
 		if (ops_xattr_private(name))
 			continue;
 		vlen = getxattr(sp, name, NULL, 0);
+		if (vlen < 0 && errno == ENODATA)
+			continue;
 		if (vlen < 0)
-			return errno == ENODATA ? 0 : -errno;
+			return -errno;
 		if ((size_t)vlen + 1 > vcap) {
 			char *nv = realloc(val, (size_t)vlen + 1);
 
@@ -56,6 +59,8 @@ int copyup_xattrs(int src, int dst)
 			vcap = (size_t)vlen + 1;
 		}
 		vlen = getxattr(sp, name, val, (size_t)vlen);
+		if (vlen < 0 && errno == ENODATA)
+			continue;
 		if (vlen < 0)
 			return -errno;
 		if (setxattr(dp, name, val, (size_t)vlen, 0) < 0) {
@@ -67,26 +72,53 @@ int copyup_xattrs(int src, int dst)
 	return 0;
 }
 
-/* Give workdir entry tmp the owner, mode, times and xattrs of st / src
- * (an fd on the source). 0 or -errno. */
-static int copy_meta(struct ovl_fs *fs, const char *tmp, const struct stat *st, int src)
+/* Give workdir entry tmp the owner, xattrs, mode and times of st / src
+ * (an fd on the source), in that order: chown drops security.capability
+ * and the set-id bits, so it comes first; the mode after the xattrs puts
+ * the set-id bits back; the times last. An O_PATH fd on the copy is left
+ * in *ret_fd. 0 or -errno. */
+static int copy_meta(struct ovl_fs *fs, const char *tmp, const struct stat *st, int src,
+		     int *ret_fd)
 {
 	_cleanup_close_ int dst = -1;
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	char p[32];
 	int r;
 
 	dst = openat(fs->workfd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (dst < 0)
 		return -errno;
+	if (fchownat(dst, "", st->st_uid, st->st_gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
 	r = copyup_xattrs(src, dst);
 	if (r < 0)
 		return r;
-	if (fchownat(fs->workfd, tmp, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+	/* dst is the copy itself, not a symlink: the magic link reaches it */
+	if (!S_ISLNK(st->st_mode) && chmod(proc_fd_path(dst, p), st->st_mode & 07777) < 0)
 		return -errno;
-	if (!S_ISLNK(st->st_mode) && fchmodat(fs->workfd, tmp, st->st_mode & 07777, 0) < 0)
+	if (utimensat(dst, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	if (utimensat(fs->workfd, tmp, ts, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	*ret_fd = TAKE_FD(dst);
+	return 0;
+}
+
+/* Write all of buf to dst at off. 0 or -errno (-ENOSPC when the
+ * filesystem takes nothing more without saying why). */
+static int write_all(int dst, const char *buf, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(dst, buf, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENOSPC;
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
 	return 0;
 }
 
@@ -113,8 +145,12 @@ static int copy_range(int src, int dst, off_t off, off_t end)
 			if (!buf && !(buf = malloc(COPY_CHUNK)))
 				return -ENOMEM;
 			n = pread(src, buf, want, off);
-			if (n > 0 && pwrite(dst, buf, (size_t)n, off) != n)
-				return errno ? -errno : -EIO;
+			if (n > 0) {
+				int r = write_all(dst, buf, (size_t)n, off);
+
+				if (r < 0)
+					return r;
+			}
 		}
 		if (n < 0) {
 			if (errno == EINTR)
@@ -154,10 +190,11 @@ static int copy_data(int src, int dst, off_t size)
 }
 
 /* Make the copy of a node of type st->st_mode under workdir name tmp;
- * src is an fd on the source (regular: readable), spfd/sname its place
- * (for readlink). 0 or -errno; a partial copy is left for the caller. */
+ * src is an fd on the source (regular: readable, others O_PATH). An
+ * O_PATH fd on the copy in *ret_fd. 0 or -errno; a partial copy is left
+ * for the caller. */
 static int copy_make(struct ovl_fs *fs, const char *tmp, const struct stat *st, int src,
-		     int spfd, const char *sname)
+		     int *ret_fd)
 {
 	char target[4097];
 	ssize_t tl;
@@ -179,7 +216,7 @@ static int copy_make(struct ovl_fs *fs, const char *tmp, const struct stat *st, 
 		r = mkdirat(fs->workfd, tmp, 0700) < 0 ? -errno : 0;
 		break;
 	case S_IFLNK:
-		tl = readlinkat(spfd, sname, target, sizeof(target) - 1);
+		tl = readlinkat(src, "", target, sizeof(target) - 1);
 		if (tl < 0)
 			return -errno;
 		target[tl] = '\0';
@@ -191,7 +228,7 @@ static int copy_make(struct ovl_fs *fs, const char *tmp, const struct stat *st, 
 	}
 	if (r < 0)
 		return r;
-	return copy_meta(fs, tmp, st, src);
+	return copy_meta(fs, tmp, st, src, ret_fd);
 }
 
 /* Remove a workdir temp left by a failed copy. */
@@ -202,19 +239,21 @@ static void tmp_drop(struct ovl_fs *fs, const char *tmp)
 }
 
 /* Copy a lower hard link through the index: copy once into
- * ctool-index/<dev-ino>, then link that into upfd/name. 0 or -errno. */
+ * ctool-index/<dev-ino>, then link that into upfd/name. An O_PATH fd on
+ * the copy in *ret_fd. 0 or -errno. */
 static int copy_indexed(struct ovl_fs *fs, struct ovl_node *n, const struct stat *st, int src,
-			int upfd, const char *name)
+			int upfd, const char *name, int *ret_fd)
 {
 	dev_t dev = n->indexed ? n->ldev : st->st_dev;
 	ino_t ino = n->indexed ? n->lino : st->st_ino;
+	_cleanup_close_ int cfd = -1;
 	char idx[64], tmp[64];
 	int r;
 
 	layer_index_name(dev, ino, idx);
 	if (!n->indexed) {
 		(void)layer_tmp_name(fs, tmp);
-		r = copy_make(fs, tmp, st, src, -1, NULL);
+		r = copy_make(fs, tmp, st, src, &cfd);
 		if (r == 0 && renameat2(fs->workfd, tmp, fs->indexfd, idx, RENAME_NOREPLACE) < 0)
 			r = -errno;
 		if (r < 0) {
@@ -224,7 +263,32 @@ static int copy_indexed(struct ovl_fs *fs, struct ovl_node *n, const struct stat
 		}
 		node_mark_indexed(fs, dev, ino);
 	}
-	return linkat(fs->indexfd, idx, upfd, name, 0) < 0 ? -errno : 0;
+	if (linkat(fs->indexfd, idx, upfd, name, 0) < 0)
+		return -errno;
+	*ret_fd = openat(fs->indexfd, idx, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	return *ret_fd < 0 ? -errno : 0;
+}
+
+/* The upper already has n's name as n's type (a copy finished by an
+ * earlier operation that failed later, before n heard of it): take it
+ * as n's copy. 1 when taken, 0 when the upper has nothing there, or
+ * -errno (-ESTALE when it has something else). */
+static int copy_adopt(struct ovl_node *n, int upfd, const char *name)
+{
+	struct stat st;
+	int fd;
+
+	if (fstatat(upfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if ((st.st_mode & S_IFMT) != n->type || stat_is_whiteout(&st))
+		return -ESTALE;
+	fd = openat(upfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	node_set_fd(n, fd);
+	n->layer = OVL_UPPER;
+	n->indexed = false;
+	return 1;
 }
 
 /* Copy node n (tree lock held for writing) into the upper, parents
@@ -239,8 +303,8 @@ int copyup_node(struct ovl_fs *fs, struct ovl_node *n)
  * keep their data). */
 int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 {
-	_cleanup_close_ int upfd = -1, spfd = -1, src = -1;
-	const char *name, *sname;
+	_cleanup_close_ int upfd = -1, src = -1, cfd = -1;
+	const char *name;
 	struct stat st;
 	char tmp[64];
 	int r;
@@ -249,27 +313,33 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 		return 0;
 	if (fs->readonly)
 		return -EROFS;
+	/* removed from the view while open: there is no name to copy it to,
+	 * and the name it had may be something else now */
+	if (!node_live(n))
+		return -ESTALE;
 	r = copyup_node(fs, n->parent);
 	if (r < 0)
 		return r;
 	upfd = node_parent_fd(fs, n, OVL_UPPER, &name);
 	if (upfd < 0)
 		return upfd;
-	spfd = node_parent_fd(fs, n, n->layer, &sname);
-	if (spfd < 0)
-		return spfd;
+	r = copy_adopt(n, upfd, name);
+	if (r != 0)
+		return r < 0 ? r : 0;
 	r = node_open(fs, n, S_ISREG(n->type) ? O_RDONLY : O_PATH, &src);
 	if (r < 0)
 		return r;
 	if (fstat(src, &st) < 0)
 		return -errno;
+	if ((st.st_mode & S_IFMT) != n->type)
+		return -ESTALE;
 	if (S_ISREG(st.st_mode) && fs->indexfd >= 0 && (n->indexed || st.st_nlink > 1)) {
-		r = copy_indexed(fs, n, &st, src, upfd, name);
+		r = copy_indexed(fs, n, &st, src, upfd, name, &cfd);
 	} else {
 		if (empty && S_ISREG(st.st_mode))
 			st.st_size = 0;
 		(void)layer_tmp_name(fs, tmp);
-		r = copy_make(fs, tmp, &st, src, spfd, sname);
+		r = copy_make(fs, tmp, &st, src, &cfd);
 		if (r == 0 && renameat2(fs->workfd, tmp, upfd, name, RENAME_NOREPLACE) < 0)
 			r = -errno;
 		if (r < 0)
@@ -277,6 +347,7 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	}
 	if (r < 0)
 		return r;
+	node_set_fd(n, TAKE_FD(cfd));
 	n->layer = OVL_UPPER;
 	n->indexed = false;
 	return 0;
@@ -298,7 +369,9 @@ int copyup_tree(struct ovl_fs *fs, struct ovl_node *n)
 	if (r < 0)
 		return r;
 	for (i = 0; r == 0 && i < d.count; i++) {
-		struct ovl_node child = { .parent = n, .name = d.ents[i].name };
+		struct ovl_node child = {
+			.parent = n, .name = d.ents[i].name, .fd = -1, .transient = true,
+		};
 		struct ovl_hit h;
 
 		r = layer_lookup(fs, n, child.name, &h);

@@ -244,7 +244,12 @@ static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	tree_rdlock(fs);
-	if (off == 0 || !h->loaded) {
+	if (!node_live(dir)) {
+		/* removed: its old name is not it any more */
+		dir_list_free(&h->d);
+		h->loaded = false;
+		r = -ENOENT;
+	} else if (off == 0 || !h->loaded) {
 		dir_list_free(&h->d);
 		r = dir_list(fs, dir, &h->d);
 		h->loaded = r == 0;

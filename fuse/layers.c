@@ -379,10 +379,10 @@ int layer_make_whiteout(struct ovl_fs *fs, int dfd, const char *name)
 	return 0;
 }
 
-/* Remove directory dfd/name that holds nothing but whiteouts of either
- * form (an upper directory that is empty in the merged view). 0 or
- * -errno (-ENOTEMPTY when it holds anything else). */
-int layer_clear_dir(int dfd, const char *name)
+/* Go through directory dfd/name, which may hold nothing but whiteouts
+ * of either form (and the opaque mark): -ENOTEMPTY at anything else.
+ * With `clear`, each whiteout is removed as it is met. 0 or -errno. */
+static int scan_whiteouts(int dfd, const char *name, bool clear)
 {
 	DIR *d;
 	struct dirent *de;
@@ -410,12 +410,30 @@ int layer_clear_dir(int dfd, const char *name)
 			r = -ENOTEMPTY;
 			break;
 		}
-		if (unlinkat(fd, de->d_name, 0) < 0) {
+		if (clear && unlinkat(fd, de->d_name, 0) < 0) {
 			r = -errno;
 			break;
 		}
 	}
 	(void)closedir(d);
+	return r;
+}
+
+/* 0 when directory dfd/name holds nothing but whiteouts (so that
+ * layer_clear_dir can remove it), -ENOTEMPTY or -errno otherwise.
+ * Changes nothing. */
+int layer_check_dir(int dfd, const char *name)
+{
+	return scan_whiteouts(dfd, name, false);
+}
+
+/* Remove directory dfd/name that holds nothing but whiteouts of either
+ * form (an upper directory that is empty in the merged view). 0 or
+ * -errno (-ENOTEMPTY when it holds anything else). */
+int layer_clear_dir(int dfd, const char *name)
+{
+	int r = scan_whiteouts(dfd, name, true);
+
 	if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
 		r = -errno;
 	return r;

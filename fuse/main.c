@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -456,6 +457,26 @@ static int serve(struct ovl_fs *fs)
 	return r;
 }
 
+/* Every node holds an fd and so does every open file: take all the fds
+ * the hard limit allows. Said with -d when that stays low. */
+static void nofile_raise(bool debug)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (debug && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 65536)
+		(void)fprintf(stderr, PROG ": open files limited to %llu\n",
+			      (unsigned long long)rl.rlim_cur);
+}
+
 static void usage(void)
 {
 	(void)printf("usage: " PROG " [-f] [-d] [-o OPTIONS] [SOURCE] MOUNTPOINT\n"
@@ -533,6 +554,7 @@ int main(int argc, char **argv)
 	}
 	fuse_debug = o.debug;
 	fuse_set_log_func(log_cb);
+	nofile_raise(o.debug);
 	fs.nosync = o.nosync;
 	fs.debug = o.debug;
 	fs.timeout = 3600.0;

@@ -40,7 +40,10 @@ int nodes_init(struct ovl_fs *fs)
 	root->layer = fs->readonly ? 1 : OVL_UPPER;
 	root->last = fs->nlayers - 1;
 	root->nlookup = 1;
+	root->fd = fcntl(fs->layers[root->layer].fd, F_DUPFD_CLOEXEC, 3);
 	fs->root = root;
+	if (root->fd < 0)
+		return -errno;
 	if (pthread_rwlock_init(&fs->tree_lock, NULL) || pthread_mutex_init(&fs->table_lock, NULL))
 		return -ENOMEM;
 	return 0;
@@ -56,6 +59,8 @@ void nodes_free(struct ovl_fs *fs)
 
 		for (; n; n = next) {
 			next = n->hnext;
+			if (n->fd >= 0)
+				(void)close(n->fd);
 			free(n->name);
 			free(n);
 		}
@@ -63,6 +68,8 @@ void nodes_free(struct ovl_fs *fs)
 	free(fs->table);
 	fs->table = NULL;
 	if (fs->root) {
+		if (fs->root->fd >= 0)
+			(void)close(fs->root->fd);
 		free(fs->root->name);
 		free(fs->root);
 		fs->root = NULL;
@@ -215,6 +222,8 @@ static void node_try_free(struct ovl_fs *fs, struct ovl_node *n)
 		struct ovl_node *p = n->parent;
 
 		table_remove(fs, n);
+		if (n->fd >= 0)
+			(void)close(n->fd);
 		free(n->name);
 		free(n);
 		p->children--;
@@ -228,8 +237,24 @@ static void node_try_free(struct ovl_fs *fs, struct ovl_node *n)
 int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	     const struct ovl_hit *h, struct ovl_node **ret)
 {
+	_cleanup_close_ int fd = -1;
 	struct ovl_node *n;
+	int r;
 
+	(void)pthread_mutex_lock(&fs->table_lock);
+	n = table_find(fs, parent, name);
+	if (n)
+		n->nlookup++;
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	if (n) {
+		*ret = n;
+		return 0;
+	}
+	/* the object itself, taken before the node exists: from now on the
+	 * node acts on it, whatever happens to the name */
+	r = node_open_object(fs, parent, name, h->layer, h->type, &fd);
+	if (r < 0)
+		return r;
 	(void)pthread_mutex_lock(&fs->table_lock);
 	n = table_find(fs, parent, name);
 	if (n) {
@@ -246,6 +271,7 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		free(n);
 		return -ENOMEM;
 	}
+	n->fd = TAKE_FD(fd);
 	n->parent = parent;
 	n->type = h->type;
 	n->layer = h->layer;
@@ -391,12 +417,18 @@ void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top)
 	for (i = 0; i < count; i++) {
 		struct ovl_hit h;
 
+		int fd = -1;
+
 		n = list[i];
+		if (!n->hashed)
+			continue; /* below a node unhashed just before */
 		if (layer_lookup(fs, n->parent, n->name, &h) < 0 || !h.found ||
-		    h.type != n->type) {
+		    h.type != n->type ||
+		    node_open_object(fs, n->parent, n->name, h.layer, h.type, &fd) < 0) {
 			node_unhash(fs, n);
 			continue;
 		}
+		node_set_fd(n, fd);
 		n->layer = h.layer;
 		n->last = h.last;
 		n->indexed = h.indexed;
@@ -424,6 +456,9 @@ int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st)
 		node_index_name(n, idx);
 		if (fstatat(fs->indexfd, idx, st, AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
+	} else if (n->fd >= 0) {
+		if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
 	} else {
 		pfd = node_parent_fd(fs, n, n->layer, &name);
 		if (pfd < 0)
@@ -435,19 +470,31 @@ int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st)
 	return 0;
 }
 
-/* Open n where it shows with `flags` (O_NOFOLLOW and O_CLOEXEC added);
- * the fd in *ret_fd. Tree lock held. 0 or -errno. */
+/* Open n's object with `flags` (O_NOFOLLOW and O_CLOEXEC added): a
+ * lower hard link already copied up is opened in the index (private to
+ * the daemon), any other node is reopened from its own O_PATH fd, so an
+ * open reaches the node's inode even when its name now shows something
+ * else or nothing. Only a transient node is opened by name. The fd in
+ * *ret_fd. Tree lock held. 0 or -errno. */
 int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd)
 {
 	_cleanup_close_ int pfd = -1;
 	const char *name;
-	char idx[64];
+	char idx[64], p[32];
 	int fd;
 
 	flags |= O_NOFOLLOW | O_CLOEXEC;
 	if (n->indexed && n->layer > OVL_UPPER) {
 		node_index_name(n, idx);
 		fd = openat(fs->indexfd, idx, flags);
+	} else if (n->fd >= 0 && (flags & O_PATH)) {
+		fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 3);
+	} else if (n->fd >= 0) {
+		/* a magic link is refused with O_NOFOLLOW; a symlink is never
+		 * opened for data */
+		if (S_ISLNK(n->type))
+			return -ELOOP;
+		fd = open(proc_fd_path(n->fd, p), flags & ~O_NOFOLLOW);
 	} else {
 		pfd = node_parent_fd(fs, n, n->layer, &name);
 		if (pfd < 0)
@@ -475,4 +522,60 @@ void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino)
 			    S_ISREG(n->type))
 				n->indexed = true;
 	(void)pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* Is n still in the merged view: hashed, and so are its ancestors (a
+ * transient node stands for a name just looked up)? A node that is not
+ * is only ever acted on through its own fd; no name is built from it.
+ * Tree lock held. */
+bool node_live(const struct ovl_node *n)
+{
+	for (; n->parent; n = n->parent)
+		if (!n->hashed && !n->transient)
+			return false;
+	return true;
+}
+
+/* Open an O_PATH fd on what layer `layer` has at `name` in live directory
+ * node `parent`, which must be of type `type` (the lookup said so; a
+ * mismatch means it changed since: -ESTALE). The fd in *ret_fd. Tree
+ * lock held. 0 or -errno. */
+int node_open_object(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
+		     mode_t type, int *ret_fd)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int pfd = -1, fd = -1;
+	struct stat st;
+	int r;
+
+	r = node_path(parent, &path);
+	if (r < 0)
+		return r;
+	r = layer_open_dir(fs, layer, path, &pfd);
+	if (r < 0)
+		return r;
+	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((st.st_mode & S_IFMT) != type)
+		return -ESTALE;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* n's object is now the one fd (O_PATH, taken over) points to: after a
+ * copy-up or a refresh. A transient node keeps none. Tree lock held for
+ * writing. */
+void node_set_fd(struct ovl_node *n, int fd)
+{
+	if (n->transient) {
+		if (fd >= 0)
+			(void)close(fd);
+		return;
+	}
+	if (n->fd >= 0)
+		(void)close(n->fd);
+	n->fd = fd;
 }

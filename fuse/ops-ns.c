@@ -21,8 +21,7 @@ struct ns_new {
 	dev_t rdev;
 	const char *target;     /* symlinks */
 	int oflags;             /* regular files made by create */
-	const char *link_src;   /* hard links: name in link_fd (upper) */
-	int link_fd;
+	int link_fd;            /* hard links: O_PATH fd on the upper file, or -1 */
 };
 
 /* Open directory node `dir` itself in the upper (O_PATH). fd or -errno. */
@@ -53,8 +52,8 @@ static int make_object(int dfd, const char *name, const struct ns_new *nw, int *
 {
 	int fd;
 
-	if (nw->link_src)
-		return linkat(nw->link_fd, nw->link_src, dfd, name, 0) < 0 ? -errno : 0;
+	if (nw->link_fd >= 0)
+		return linkat(nw->link_fd, "", dfd, name, AT_EMPTY_PATH) < 0 ? -errno : 0;
 	switch (nw->mode & S_IFMT) {
 	case S_IFREG:
 		fd = openat(dfd, name,
@@ -74,24 +73,35 @@ static int make_object(int dfd, const char *name, const struct ns_new *nw, int *
 	}
 }
 
-/* Give dfd/name the caller's ownership: its uid, and its gid or the
- * directory's when that is setgid (directories then inherit the bit).
- * chown drops set-id bits, so they are put back after it. */
+/* Give dfd/name, just made as nw, the caller's ownership: its uid, and
+ * its gid or the directory's when that is setgid (directories then
+ * inherit the bit). chown drops set-id bits, so they are put back after
+ * it. Both act on the object opened once, never followed. */
 static int set_owner(int dfd, const char *name, const struct ns_new *nw,
 		     const struct fuse_ctx *ctx, const struct stat *pst)
 {
 	bool sgid_dir = pst->st_mode & S_ISGID;
 	gid_t gid = sgid_dir ? pst->st_gid : ctx->gid;
 	mode_t mode = nw->mode & 07777;
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	char p[32];
 
-	if (nw->link_src)
+	if (nw->link_fd >= 0)
 		return 0;
 	if (S_ISDIR(nw->mode) && sgid_dir)
 		mode |= S_ISGID;
-	if (fchownat(dfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((st.st_mode & S_IFMT) != (nw->mode & S_IFMT))
+		return -ESTALE;
+	if (fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (!S_ISLNK(nw->mode) && (mode & (S_ISUID | S_ISGID)) &&
-	    fchmodat(dfd, name, mode, 0) < 0)
+	    chmod(proc_fd_path(fd, p), mode) < 0)
 		return -errno;
 	return 0;
 }
@@ -115,6 +125,8 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 		return -EROFS;
 	if (layer_name_reserved(name))
 		return -EINVAL;
+	if (!node_live(parent))
+		return -ENOENT;
 	r = layer_lookup(fs, parent, name, &h);
 	if (r < 0)
 		return r;
@@ -199,8 +211,13 @@ static void ns_make_reply(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 void ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	struct ns_new nw = { .mode = mode, .rdev = rdev };
+	struct ns_new nw = { .mode = mode, .rdev = rdev, .link_fd = -1 };
 
+	/* a 0/0 device is a whiteout on disk: refused, as the kernel does */
+	if (S_ISCHR(mode) && rdev == 0) {
+		(void)fuse_reply_err(req, EPERM);
+		return;
+	}
 	if (S_ISREG(mode))
 		nw.oflags = O_RDONLY; /* the fd is closed by ns_make */
 	ns_make_reply(req, parent, name, &nw);
@@ -208,14 +225,14 @@ void ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, 
 
 void ns_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct ns_new nw = { .mode = S_IFDIR | (mode & 07777) };
+	struct ns_new nw = { .mode = S_IFDIR | (mode & 07777), .link_fd = -1 };
 
 	ns_make_reply(req, parent, name, &nw);
 }
 
 void ns_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	struct ns_new nw = { .mode = S_IFLNK | 0777, .target = link };
+	struct ns_new nw = { .mode = S_IFLNK | 0777, .target = link, .link_fd = -1 };
 
 	ns_make_reply(req, parent, name, &nw);
 }
@@ -224,7 +241,7 @@ void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
 	struct ovl_fs *fs = req_fs(req);
-	struct ns_new nw = { .mode = S_IFREG | (mode & 07777), .oflags = fi->flags };
+	struct ns_new nw = { .mode = S_IFREG | (mode & 07777), .oflags = fi->flags, .link_fd = -1 };
 	struct fuse_entry_param e;
 	int fd = -1, r;
 
@@ -245,19 +262,18 @@ void ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 {
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
-	struct ns_new nw = { .mode = S_IFREG };
-	_cleanup_close_ int pfd = -1;
+	struct ns_new nw = { .mode = S_IFREG, .link_fd = -1 };
 	struct fuse_entry_param e;
 	int r;
 
 	tree_wrlock(fs);
+	/* the link is made to n's own inode (a removed one is refused by
+	 * linkat with ENOENT), never to what its old name shows */
 	r = copyup_node(fs, n);
+	if (r == 0 && n->fd < 0)
+		r = -ESTALE;
 	if (r == 0) {
-		pfd = node_parent_fd(fs, n, OVL_UPPER, &nw.link_src);
-		r = pfd < 0 ? pfd : 0;
-	}
-	if (r == 0) {
-		nw.link_fd = pfd;
+		nw.link_fd = n->fd;
 		nw.mode = n->type;
 		r = ns_make(fs, req, node_of(fs, newparent), newname, &nw, &e, NULL);
 	}
@@ -286,6 +302,8 @@ static int do_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	struct ovl_hit h;
 	int lower, r;
 
+	if (!node_live(parent))
+		return -ENOENT;
 	r = layer_lookup(fs, parent, name, &h);
 	if (r < 0)
 		return r;
@@ -331,6 +349,8 @@ static void stack_node(struct ovl_node *n, struct ovl_node *parent, const char *
 		       const struct ovl_hit *h)
 {
 	memset(n, 0, sizeof(*n));
+	n->fd = -1;
+	n->transient = true;
 	n->parent = parent;
 	n->name = (char *)name;
 	n->type = h->type;
@@ -338,39 +358,49 @@ static void stack_node(struct ovl_node *n, struct ovl_node *parent, const char *
 	n->last = h->last;
 }
 
-/* Take the upper directory upfd/name out of the merged view: it holds
- * only whiteouts. It is moved to the workdir first (swapped with a
- * kernel whiteout when a lower shows the name, or moved once the
- * file-form whiteout is there), then emptied there. */
+/* Take the upper directory upfd/name out of the merged view. It is
+ * checked in place first: anything in it but whiteouts refuses the
+ * rmdir with nothing changed. Then it is moved to the workdir (swapped
+ * with a kernel whiteout when a lower shows the name, or moved once the
+ * file-form whiteout is there) and emptied there; should that still
+ * fail, it is put back. */
 static int remove_upper_dir(struct ovl_fs *fs, int upfd, const char *name, bool whiteout)
 {
 	char tmp[64];
-	int r;
+	int r, made;
 
-	r = whiteout ? layer_whiteout_tmp(fs, tmp) : 0;
+	r = layer_check_dir(upfd, name);
 	if (r < 0)
 		return r;
-	if (r == 1) {
+	if (!whiteout)
+		return layer_clear_dir(upfd, name); /* nothing below it to show */
+	made = layer_whiteout_tmp(fs, tmp);
+	if (made < 0)
+		return made;
+	if (made == 1) {
 		if (renameat2(fs->workfd, tmp, upfd, name, RENAME_EXCHANGE) < 0) {
 			r = -errno;
 			(void)unlinkat(fs->workfd, tmp, 0);
 			return r;
 		}
-		return layer_clear_dir(fs->workfd, tmp);
-	}
-	if (whiteout) {
-		r = layer_wh_file_make(upfd, name);
+		r = layer_clear_dir(fs->workfd, tmp);
 		if (r < 0)
-			return r;
+			(void)renameat2(fs->workfd, tmp, upfd, name, RENAME_EXCHANGE);
+		return r;
 	}
+	r = layer_wh_file_make(upfd, name);
+	if (r < 0)
+		return r;
 	(void)layer_tmp_name(fs, tmp);
 	if (renameat(upfd, name, fs->workfd, tmp) < 0) {
 		r = -errno;
-		if (whiteout)
-			(void)layer_wh_file_drop(upfd, name);
+		(void)layer_wh_file_drop(upfd, name);
 		return r;
 	}
-	return layer_clear_dir(fs->workfd, tmp);
+	r = layer_clear_dir(fs->workfd, tmp);
+	if (r < 0 && renameat2(fs->workfd, tmp, upfd, name, RENAME_NOREPLACE) == 0)
+		(void)layer_wh_file_drop(upfd, name);
+	return r;
 }
 
 /* Remove directory `name`, empty in the merged view. */
@@ -381,6 +411,8 @@ static int do_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 	struct ovl_hit h;
 	int lower, r;
 
+	if (!node_live(parent))
+		return -ENOENT;
 	r = layer_lookup(fs, parent, name, &h);
 	if (r < 0)
 		return r;
@@ -447,6 +479,8 @@ static int ren_check(struct ovl_fs *fs, struct ren *x, unsigned int flags)
 	struct ovl_node dn;
 	int r;
 
+	if (!node_live(x->op) || !node_live(x->np))
+		return -ENOENT;
 	r = layer_lookup(fs, x->op, x->oname, &x->src);
 	if (r < 0)
 		return r;
@@ -483,8 +517,13 @@ static int ren_prepare(struct ovl_fs *fs, struct ren *x, int nfd)
 	x->tree = S_ISDIR(x->src.type) && (x->src.layer > OVL_UPPER || x->src.last > OVL_UPPER);
 	r = x->tree ? copyup_tree(fs, x->sn ? x->sn : &x->stack)
 		    : copyup_node(fs, x->sn ? x->sn : &x->stack);
-	if (r < 0)
+	if (r < 0) {
+		/* part of the tree may be in the upper now: the known nodes
+		 * below the source follow (with no node, none is below) */
+		if (x->tree && x->sn)
+			node_refresh_below(fs, x->sn);
 		return r;
+	}
 	r = layer_lower_has(fs, x->op, x->oname);
 	if (r < 0)
 		return r;
@@ -610,11 +649,13 @@ static int do_rename(struct ovl_fs *fs, struct ren *x, unsigned int flags)
 	if (r < 0)
 		return r;
 	ofd = upper_dir_fd(fs, x->op);
-	if (ofd < 0)
-		return ofd;
-	r = ren_move(fs, x, ofd, nfd);
-	if (r < 0)
+	r = ofd < 0 ? ofd : ren_move(fs, x, ofd, nfd);
+	if (r < 0) {
+		/* not moved, but maybe copied up: the nodes below follow */
+		if (x->tree && x->sn)
+			node_refresh_below(fs, x->sn);
 		return r;
+	}
 	ren_nodes(fs, x, nfd);
 	return 0;
 }

@@ -54,6 +54,8 @@ int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 
 	if (!S_ISDIR(parent->type))
 		return -ENOTDIR;
+	if (!node_live(parent))
+		return -ENOENT; /* a removed directory: its old name is not it */
 	r = layer_lookup(fs, parent, name, &h);
 	if (r < 0)
 		return r;
@@ -125,12 +127,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int r = 0;
 
+	(void)fi;
 	tree_rdlock(fs);
-	/* a removed file still open: only its fd reaches it */
-	if (fi && S_ISREG(n->type) && !n->hashed && n != fs->root)
-		r = fstat((int)fi->fh, &st) < 0 ? -errno : 0;
-	else
-		r = node_stat(fs, n, &st);
+	r = node_stat(fs, n, &st); /* removed or not: its own inode */
 	tree_unlock(fs);
 	if (r < 0)
 		(void)fuse_reply_err(req, -r);
@@ -138,24 +137,28 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		(void)fuse_reply_attr(req, &st, ops_attr_timeout(fs, &st));
 }
 
-/* Apply the changes of setattr to n, which is in the upper. */
+/* Apply the changes of setattr to n, which is in the upper, through
+ * n's own fd (the kernel sends no file handle for fchmod, fchown or
+ * futimens, and n's name may show something else by now). */
 static int setattr_apply(struct ovl_fs *fs, struct ovl_node *n, const struct stat *attr,
 			 int to_set, struct fuse_file_info *fi)
 {
-	_cleanup_close_ int pfd = -1, fd = -1;
-	const char *name;
+	_cleanup_close_ int fd = -1;
+	char p[32];
 
-	pfd = node_parent_fd(fs, n, OVL_UPPER, &name);
-	if (pfd < 0)
-		return pfd;
+	(void)fs;
+	if (n->fd < 0)
+		return -ESTALE;
+	/* n->fd is on n's object and n is no symlink: the magic link
+	 * reaches that object and nothing else */
 	if ((to_set & FUSE_SET_ATTR_MODE) && !S_ISLNK(n->type) &&
-	    fchmodat(pfd, name, attr->st_mode & 07777, 0) < 0)
+	    chmod(proc_fd_path(n->fd, p), attr->st_mode & 07777) < 0)
 		return -errno;
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t u = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t g = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(pfd, name, u, g, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fchownat(n->fd, "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -163,7 +166,9 @@ static int setattr_apply(struct ovl_fs *fs, struct ovl_node *n, const struct sta
 			if (ftruncate((int)fi->fh, attr->st_size) < 0)
 				return -errno;
 		} else {
-			fd = openat(pfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (!S_ISREG(n->type))
+				return S_ISDIR(n->type) ? -EISDIR : -EINVAL;
+			fd = open(proc_fd_path(n->fd, p), O_WRONLY | O_CLOEXEC);
 			if (fd < 0 || ftruncate(fd, attr->st_size) < 0)
 				return -errno;
 		}
@@ -179,7 +184,7 @@ static int setattr_apply(struct ovl_fs *fs, struct ovl_node *n, const struct sta
 			ts[1].tv_nsec = UTIME_NOW;
 		else if (to_set & FUSE_SET_ATTR_MTIME)
 			ts[1] = attr->st_mtim;
-		if (utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		if (utimensat(n->fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	}
 	return 0;
@@ -194,21 +199,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	int r;
 
 	tree_wrlock(fs);
-	if (!n->hashed && n != fs->root && fi && S_ISREG(n->type)) {
-		/* removed but open: only size and times through the fd */
-		r = 0;
-		if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate((int)fi->fh, attr->st_size) < 0)
-			r = -errno;
-		if (r == 0 && fstat((int)fi->fh, &st) < 0)
-			r = -errno;
-		goto out;
-	}
+	/* a removed node in the upper is changed in place, as the kernel
+	 * changes an open unlinked file; a removed lower one cannot be copied
+	 * up (-ESTALE) */
 	r = copyup_node(fs, n);
 	if (r == 0)
 		r = setattr_apply(fs, n, attr, to_set, fi);
 	if (r == 0)
 		r = node_stat(fs, n, &st);
-out:
 	tree_unlock(fs);
 	if (r < 0)
 		(void)fuse_reply_err(req, -r);
@@ -220,17 +218,14 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
-	_cleanup_close_ int pfd = -1;
 	char buf[4097];
-	const char *name;
 	ssize_t len = -1;
 	int r = 0;
 
 	tree_rdlock(fs);
-	pfd = node_parent_fd(fs, n, n->layer, &name);
-	if (pfd < 0)
-		r = pfd;
-	else if ((len = readlinkat(pfd, name, buf, sizeof(buf) - 1)) < 0)
+	if (!S_ISLNK(n->type) || n->fd < 0)
+		r = -EINVAL;
+	else if ((len = readlinkat(n->fd, "", buf, sizeof(buf) - 1)) < 0)
 		r = -errno;
 	tree_unlock(fs);
 	if (r < 0) {
@@ -369,7 +364,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 		(void)fuse_reply_statfs(req, &sv);
 }
 
-/* An O_PATH fd on n where it shows (tree lock held). */
+/* An O_PATH fd of the caller's own on n's object (tree lock held). */
 static int node_path_fd(struct ovl_fs *fs, struct ovl_node *n, int *ret_fd)
 {
 	return node_open(fs, n, O_PATH, ret_fd);

@@ -17,6 +17,12 @@
  * the last component is handled with the *at() calls and
  * AT_SYMLINK_NOFOLLOW / O_NOFOLLOW: a symlink is never followed inside or
  * out of a layer.
+ *
+ * Names are only used to find things. Every node keeps an O_PATH fd on
+ * the layer object it stands for, and whatever is done to a node (its
+ * attributes, data, xattrs, link target, a new hard link) goes through
+ * that fd: a node whose name was removed or replaced keeps acting on its
+ * own inode, never on what the name now shows.
  */
 #ifndef CTOOL_OVL_H
 #define CTOOL_OVL_H
@@ -57,9 +63,10 @@ struct ovl_layer {
  *  - parent, name, hashed: written only with tree_lock held for writing
  *    AND table_lock held; read with either held.
  *  - nlookup, children, pins, hnext: table_lock.
- *  - type, layer, last, indexed, ldev, lino: written with tree_lock held
- *    for writing (or before the node is published in the table); read
- *    with tree_lock held (read or write).
+ *  - type, layer, last, indexed, ldev, lino, fd: written with tree_lock
+ *    held for writing (or before the node is published in the table);
+ *    read with tree_lock held (read or write). fd is closed when the
+ *    node is freed.
  * A node lives while the kernel holds it (nlookup > 0), a request pins
  * it or it has children; ancestors of a live node are therefore always live, so a path
  * can be built from any node a request names. */
@@ -77,6 +84,8 @@ struct ovl_node {
 	bool indexed;       /* a lower hard link whose data is in the index */
 	dev_t ldev;         /* lower origin (for the index) */
 	ino_t lino;
+	int fd;             /* O_PATH on the object in `layer`; -1 if transient */
+	bool transient;     /* a stand-in on the stack, never in the table */
 };
 
 struct ovl_fs {
@@ -138,6 +147,7 @@ int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name);
 int layer_tmp_name(struct ovl_fs *fs, char ret[64]);
 void layer_index_name(dev_t dev, ino_t ino, char ret[64]);
 int layer_make_whiteout(struct ovl_fs *fs, int dfd, const char *name);
+int layer_check_dir(int dfd, const char *name);
 int layer_clear_dir(int dfd, const char *name);
 int layer_set_opaque(struct ovl_fs *fs, int dfd, const char *name, bool on);
 char *proc_fd_path(int fd, char buf[32]);
@@ -162,6 +172,10 @@ void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top);
 void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino);
 int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st);
 int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd);
+bool node_live(const struct ovl_node *n);
+int node_open_object(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
+		     mode_t type, int *ret_fd);
+void node_set_fd(struct ovl_node *n, int fd);
 
 /* ---- dir.c: merged directories ---- */
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # ctool-overlayfs, the FUSE overlay daemon: mounting, the merged view, a
 # differential run against the kernel's overlayfs on the same layers,
-# interchangeability of the upper layers both ways, copy-up, and a crash.
+# interchangeability of the upper layers both ways, copy-up, a crash, and
+# what a user inside the mount (uid 1000) can reach through it.
 
 load helpers
 
@@ -570,4 +571,233 @@ wh_files_script() {
 	[ "$(getfattr --only-values -n trusted.overlay.opaque "$T/u/dlow")" = y ] || fail "dlow"
 	[ -z "$(find "$T/u" -name '.wh.*')" ] || fail "file form used: $(find "$T/u" -name '.wh.*')"
 	[ ! -e "$T/w/ctool-whiteout-files" ] || fail "the workdir records the file form"
+}
+
+# ---------------------------------------------------------------------------
+# 8. a user inside: removed and replaced names, limits, failures half way.
+# The daemon runs as root over layers the user writes; its cwd is "/", so
+# a symlink to an absolute path names a host file.
+
+# Run sh -c "$1" as uid 1000 in the current directory.
+as_user() {
+	setpriv --reuid 1000 --regid 1000 --clear-groups sh -c "$1"
+}
+
+@test "an open removed file: attributes change on it, never on what has its name now" {
+	echo secret >"$T/secret"
+	chmod 0600 "$T/secret"
+	touch -d '2002-02-02 02:02:02' "$T/secret"
+	fmount "$T/m" "$T/u" "$T/w"
+	cd "$T/m/dtop"
+	as_user "
+		echo mine >f
+		exec 3<>f
+		rm f
+		stat -L -c %a /proc/self/fd/3 >st0 || exit 1
+		ln -s '$T/secret' f
+		chmod 0666 /proc/self/fd/3 || exit 2
+		chown 1000:1000 /proc/self/fd/3 || exit 3
+		touch -c -d '2001-01-01 00:00:00' /proc/self/fd/3 || exit 4
+		stat -L -c '%a %Y' /proc/self/fd/3 >st1 || exit 5
+		cat <&3 >got"
+	[ "$(stat -c '%a %u %Y' "$T/secret")" = "600 0 $(date -d '2002-02-02 02:02:02' +%s)" ] ||
+		fail "the host file changed: $(stat -c '%a %u %Y' "$T/secret")"
+	[ "$(cat st0)" = 644 ] || fail "fstat of the removed file: $(cat st0)"
+	[ "$(cat st1)" = "666 $(date -d '2001-01-01' +%s)" ] || fail "the removed file: $(cat st1)"
+	[ "$(cat got)" = mine ] || fail "read back: $(cat got)"
+	[ -L "$T/u/dtop/f" ] && [ "$(readlink "$T/u/dtop/f")" = "$T/secret" ] || fail "the new link"
+	# a removed lower file cannot be copied up any more: refused, and the
+	# file that has its name now is left alone
+	exec 4<"$T/m/l2file"
+	rm "$T/m/l2file"
+	echo new >"$T/m/l2file"
+	chmod 0600 "$T/m/l2file"
+	run chmod 0666 /proc/self/fd/4
+	[ "$status" -ne 0 ] || fail "chmod of a removed lower file succeeded"
+	[ "$(stat -c %a "$T/m/l2file")" = 600 ] && [ "$(stat -c %a "$T/u/l2file")" = 600 ] ||
+		fail "the new l2file changed: $(stat -c %a "$T/u/l2file")"
+	[ "$(cat <&4)" = l2 ] || fail "the removed lower file reads wrong"
+	exec 4<&-
+	cd /
+	fumount "$T/m" "$T/w"
+}
+
+@test "an open removed file reopened through /proc is that file, not a new one of root's" {
+	fmount "$T/m" "$T/u" "$T/w"
+	cd "$T/m/dtop"
+	as_user "
+		echo mine >f
+		exec 3<f
+		rm f
+		: >removed
+		i=0
+		while [ ! -e go ] && [ \$i -lt 200 ]; do sleep 0.05; i=\$((i + 1)); done
+		echo more >>/proc/self/fd/3 || exit 1
+		cat /proc/self/fd/3 >got" &
+	user=$!
+	i=0
+	while [ ! -e removed ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	echo root >f
+	chmod 0600 f
+	touch go
+	wait "$user" || fail "the user's writes failed"
+	[ "$(cat f)" = root ] && [ "$(stat -c '%a %u' f)" = "600 0" ] ||
+		fail "root's file changed: $(stat -c '%a %u' f) $(cat f)"
+	[ "$(cat got)" = "$(printf 'mine\nmore')" ] || fail "the removed file holds: $(cat got)"
+	cd /
+	fumount "$T/m" "$T/w"
+}
+
+@test "directories removed while open: nothing is listed or made through them" {
+	fmount "$T/m" "$T/u" "$T/w"
+	cd "$T/m/dtop"
+	as_user "mkdir gone other"
+	exec 5<gone
+	as_user "rmdir gone && mv other gone && touch gone/inside"
+	run ls -a /proc/self/fd/5/
+	[ "$status" -ne 0 ] || [ -z "$(echo "$output" | grep -vx '\.\|\.\.')" ] ||
+		fail "the removed directory lists: $output"
+	run touch /proc/self/fd/5/new
+	[ "$status" -ne 0 ] || fail "a file was made in a removed directory"
+	[ ! -e "$T/u/dtop/gone/new" ] || fail "made in the directory that has its name now"
+	[ "$(ls gone)" = inside ] || fail "gone: $(ls gone)"
+	exec 5<&-
+	cd /
+	fumount "$T/m" "$T/w"
+}
+
+@test "copy-up keeps file capabilities and set-id bits" {
+	printf '#!/bin/sh\n' >"$T/l2/capf"
+	chown 1000:1000 "$T/l2/capf"
+	chmod 6755 "$T/l2/capf"
+	setcap cap_net_raw+ep "$T/l2/capf"
+	want=$(getfattr --only-values -e hex -n security.capability "$T/l2/capf")
+	fmount "$T/m" "$T/u" "$T/w"
+	touch "$T/m/capf"
+	[ -f "$T/u/capf" ] || fail "no copy-up"
+	[ "$(getfattr --only-values -e hex -n security.capability "$T/u/capf")" = "$want" ] ||
+		fail "capability lost: $(getcap "$T/u/capf")"
+	[ "$(stat -c '%a %u:%g' "$T/u/capf")" = "6755 1000:1000" ] ||
+		fail "mode: $(stat -c '%a %u:%g' "$T/u/capf")"
+	fumount "$T/m" "$T/w"
+}
+
+@test "copy-up copies every xattr while some go away under it" {
+	mkdir "$T/l2/xa"
+	for i in $(seq 300); do
+		: >"$T/l2/xa/f$i"
+		setfattr -n user.a -v a "$T/l2/xa/f$i"
+		setfattr -n user.flip -v f "$T/l2/xa/f$i"
+		setfattr -n user.z -v z "$T/l2/xa/f$i"
+	done
+	fmount "$T/m" "$T/u" "$T/w"
+	ls "$T/m/xa" >/dev/null
+	# user.flip comes and goes: listed, then gone when it is read
+	python3 -c '
+import os, sys
+d = sys.argv[1]
+names = [os.path.join(d, n) for n in os.listdir(d)]
+while not os.path.exists(sys.argv[2]):
+	for p in names:
+		try:
+			os.removexattr(p, "user.flip")
+			os.setxattr(p, "user.flip", b"f")
+		except OSError:
+			pass
+' "$T/l2/xa" "$T/stop" &
+flipper=$!
+	for i in $(seq 300); do touch "$T/m/xa/f$i"; done
+	touch "$T/stop"
+	wait "$flipper"
+	for i in $(seq 300); do
+		[ "$(getfattr --only-values -n user.a "$T/u/xa/f$i")" = a ] &&
+			[ "$(getfattr --only-values -n user.z "$T/u/xa/f$i")" = z ] ||
+			fail "f$i: $(getfattr -d "$T/u/xa/f$i")"
+	done
+	fumount "$T/m" "$T/w"
+}
+
+@test "the daemon raises its open file limit: many open files, creates still work" {
+	(
+		ulimit -Sn 1024
+		fmount "$T/m" "$T/u" "$T/w"
+	)
+	pid=$(cat "$T/w.pid")
+	read -r soft hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$pid/limits")
+	[ "$soft" = "$hard" ] || fail "soft limit $soft, hard $hard"
+	(
+		ulimit -Sn 4096
+		for i in $(seq 1100); do
+			exec {fd}<"$T/m/l1file" || fail "open number $i failed"
+		done
+		echo made >"$T/m/newf" || fail "create with 1100 files open"
+		echo more >>"$T/m/l2file" || fail "copy-up with 1100 files open"
+	)
+	[ "$(cat "$T/m/newf")" = made ]
+	fumount "$T/m" "$T/w"
+}
+
+@test "mknod of a 0/0 character device is refused, as the kernel refuses it" {
+	fmount "$T/m" "$T/u" "$T/w"
+	run mknod "$T/m/wh" c 0 0
+	[ "$status" -ne 0 ] && [[ "$output" == *"Operation not permitted"* ]] ||
+		fail "mknod c 0 0: $status $output"
+	[ ! -e "$T/m/wh" ] && [ ! -e "$T/u/wh" ] || fail "something was made"
+	run mknod "$T/m/dboth/fb" c 0 0
+	[ "$status" -ne 0 ] && [ "$(cat "$T/m/dboth/fb")" = both-bottom ] || fail "fb hidden"
+	mknod "$T/m/null" c 1 3
+	[ "$(stat -c '%F %t:%T' "$T/m/null")" = "character special file 1:3" ]
+	fumount "$T/m" "$T/w"
+}
+
+@test "rmdir refused by a hidden entry leaves the directory in place" {
+	fmount "$T/m" "$T/u" "$T/w"
+	rm "$T/m/dgone/a" "$T/m/dgone/b"
+	mkdir "$T/m/newd"
+	# a directory of the reserved form: never shown, and no whiteout
+	mkdir "$T/u/dgone/.wh.zz" "$T/u/newd/.wh.zz"
+	for d in dgone newd; do
+		run rmdir "$T/m/$d"
+		[ "$status" -ne 0 ] || fail "rmdir $d succeeded"
+		ls "$T/m" | grep -qx "$d" || fail "$d is gone from the view"
+		[ -d "$T/u/$d/.wh.zz" ] || fail "$d is gone from the upper"
+		[ -z "$(ls -A "$T/m/$d")" ] || fail "$d shows: $(ls -A "$T/m/$d")"
+	done
+	[ -c "$T/u/dgone/a" ] && [ -c "$T/u/dgone/b" ] || fail "whiteouts dropped: $(ls -A "$T/u/dgone")"
+	rmdir "$T/u/dgone/.wh.zz" "$T/u/newd/.wh.zz"
+	rmdir "$T/m/dgone" "$T/m/newd"
+	[ ! -e "$T/m/dgone" ] && [ ! -e "$T/m/newd" ] && [ ! -e "$T/u/newd" ] || fail "not removed"
+	fumount "$T/m" "$T/w"
+}
+
+@test "a lower directory rename that runs out of space: ENOSPC, and known names still work" {
+	mkdir -p "$T/l2/dbig"
+	for i in 1 2 3 4; do echo "small $i" >"$T/l2/dbig/s$i"; done
+	head -c 3M /dev/zero | tr '\0' x >"$T/l2/dbig/zbig"
+	mkdir "$T/small"
+	mount -t tmpfs -o size=2m tmpfs "$T/small"
+	fmount "$T/m" "$T/small/u" "$T/small/w"
+	for i in 1 2 3 4; do [ "$(cat "$T/m/dbig/s$i")" = "small $i" ]; done
+	run python3 -c '
+import errno, os, sys
+try:
+	os.rename(sys.argv[1], sys.argv[2])
+except OSError as e:
+	print(errno.errorcode[e.errno])
+	sys.exit(1)
+' "$T/m/dbig" "$T/m/dbig2"
+	[ "$status" -ne 0 ] && [ "$output" = ENOSPC ] || fail "rename: $status $output"
+	[ -d "$T/m/dbig" ] && [ ! -e "$T/m/dbig2" ] || fail "the rename half happened"
+	for i in 1 2 3 4; do
+		echo more >>"$T/m/dbig/s$i" || fail "s$i cannot be written after the failure"
+	done
+	rm "$T/m/dbig/zbig"
+	mv "$T/m/dbig" "$T/m/dbig2" || fail "the second rename"
+	for i in 1 2 3 4; do
+		[ "$(cat "$T/m/dbig2/s$i")" = "$(printf 'small %s\nmore' "$i")" ] ||
+			fail "s$i: $(cat "$T/m/dbig2/s$i")"
+	done
+	[ "$(ls "$T/m/dbig2" | tr '\n' ' ')" = "s1 s2 s3 s4 " ] || fail "dbig2: $(ls "$T/m/dbig2")"
+	fumount "$T/m" "$T/small/w"
+	umount "$T/small"
 }

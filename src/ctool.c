@@ -47,7 +47,10 @@ static void usage(FILE *f)
 	fprintf(f, "usage: ctool [--store DIR] [-q] [-v] COMMAND [ARGS...]\n\ncommands:\n");
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n'ctool COMMAND --help' shows a command's options.\n");
+	fprintf(f, "\n'ctool COMMAND --help' shows a command's options.\n"
+		   "environment: CTOOL_STORE (the store), CTOOL_DRIVER (kernel or fuse),\n"
+		   "CTOOL_IMAGE (create -d's image), CTOOL_OVERLAYFS (the FUSE daemon),\n"
+		   "CTOOL_DEBUG=1 (as -v).\n");
 }
 
 int cmd_usage_error(const char *fmt, ...)

@@ -324,6 +324,8 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	if (upfd < 0)
 		return upfd;
 	r = copy_adopt(n, upfd, name);
+	if (r > 0)
+		node_inval_dir(fs, n->parent);
 	if (r != 0)
 		return r < 0 ? r : 0;
 	r = node_open(fs, n, S_ISREG(n->type) ? O_RDONLY : O_PATH, &src);
@@ -350,6 +352,9 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	node_set_fd(n, TAKE_FD(cfd));
 	n->layer = OVL_UPPER;
 	n->indexed = false;
+	/* its parent's listing, which the kernel may keep, shows its inode
+	 * number: now the copy's */
+	node_inval_dir(fs, n->parent);
 	return 0;
 }
 

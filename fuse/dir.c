@@ -225,6 +225,12 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)h;
+	/* the kernel keeps the listing: every change to the entries is made
+	 * through this mount, and the kernel drops the listing when it makes
+	 * one itself; the daemon drops it when it changes the inode numbers
+	 * shown (node_inval_dir) */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	(void)fuse_reply_open(req, fi);
 }
 

@@ -90,6 +90,18 @@ fuse_ino_t node_ino(struct ovl_fs *fs, struct ovl_node *n)
 	return n == fs->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
 }
 
+/* Drop what the kernel keeps of directory n's listing (and its
+ * attributes): the inode numbers it shows changed without a request on
+ * it (a copy-up below it). The kernel drops the listing of a directory
+ * whose entries it changes itself. Never for a transient node, which the
+ * kernel does not know; nothing to do for one it has forgotten. */
+void node_inval_dir(struct ovl_fs *fs, struct ovl_node *n)
+{
+	if (!n || n->transient || !fs->se)
+		return;
+	(void)fuse_lowlevel_notify_inval_inode(fs->se, node_ino(fs, n), 0, 0);
+}
+
 /* The path of n relative to a layer root ("." for the root) in a new
  * string *ret. Tree lock or table lock held. 0 or -errno. */
 int node_path(struct ovl_node *n, char **ret)
@@ -414,6 +426,7 @@ void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top)
 	(void)pthread_mutex_unlock(&fs->table_lock);
 	if (count) /* list is NULL when nothing is below top */
 		qsort(list, count, sizeof(*list), cmp_depth);
+	node_inval_dir(fs, top); /* the inode numbers of its entries */
 	for (i = 0; i < count; i++) {
 		struct ovl_hit h;
 
@@ -422,6 +435,8 @@ void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top)
 		n = list[i];
 		if (!n->hashed)
 			continue; /* below a node unhashed just before */
+		if (S_ISDIR(n->type))
+			node_inval_dir(fs, n);
 		if (layer_lookup(fs, n->parent, n->name, &h) < 0 || !h.found ||
 		    h.type != n->type ||
 		    node_open_object(fs, n->parent, n->name, h.layer, h.type, &fd) < 0) {

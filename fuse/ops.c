@@ -74,9 +74,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	struct ovl_fs *fs = userdata;
 
 	(void)fs;
+	/* the data of reads is spliced to the kernel; requests are taken
+	 * with read(): splicing each one through a pipe costs more than it
+	 * saves on all but large writes */
 	conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-				       FUSE_CAP_SPLICE_READ | FUSE_CAP_CACHE_SYMLINKS |
-				       FUSE_CAP_PARALLEL_DIROPS);
+				       FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS);
+	conn->want &= ~FUSE_CAP_SPLICE_READ;
 	/* the kernel applies the umask; no writeback cache: O_APPEND and
 	 * the page cache stay simple and correct */
 	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_DONT_MASK | FUSE_CAP_EXPORT_SUPPORT);

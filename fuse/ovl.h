@@ -169,6 +169,7 @@ int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
 struct ovl_node *node_find(struct ovl_fs *fs, struct ovl_node *parent, const char *name);
 void node_put(struct ovl_fs *fs, struct ovl_node *n);
 void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top);
+void node_inval_dir(struct ovl_fs *fs, struct ovl_node *n);
 void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino);
 int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st);
 int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd);

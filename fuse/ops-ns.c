@@ -329,7 +329,10 @@ static int do_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	return r;
 }
 
-void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* Answer a request that removes parent/name with fn, run under the
+ * tree's write lock (EROFS on a read-only mount). */
+static void reply_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 int (*fn)(struct ovl_fs *fs, struct ovl_node *parent, const char *name))
 {
 	struct ovl_fs *fs = req_fs(req);
 	int r;
@@ -339,9 +342,14 @@ void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	tree_wrlock(fs);
-	r = do_unlink(fs, node_of(fs, parent), name);
+	r = fn(fs, node_of(fs, parent), name);
 	tree_unlock(fs);
 	(void)fuse_reply_err(req, -r);
+}
+
+void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	reply_remove(req, parent, name, do_unlink);
 }
 
 /* A transient node for parent/name as hit h shows it (for listing). */
@@ -444,17 +452,7 @@ static int do_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name
 
 void ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct ovl_fs *fs = req_fs(req);
-	int r;
-
-	if (fs->readonly) {
-		(void)fuse_reply_err(req, EROFS);
-		return;
-	}
-	tree_wrlock(fs);
-	r = do_rmdir(fs, node_of(fs, parent), name);
-	tree_unlock(fs);
-	(void)fuse_reply_err(req, -r);
+	reply_remove(req, parent, name, do_rmdir);
 }
 
 /* Everything one rename needs to know. */

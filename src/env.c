@@ -37,6 +37,7 @@ void env_free(struct env *env)
 	free(env->upper);
 	free(env->work);
 	free(env->conf);
+	free(env->fuse_pid);
 	free(env);
 }
 
@@ -46,8 +47,9 @@ static int env_paths(struct store *s, struct env *env)
 	env->upper = store_path(s, "envs/%s/upper", env->row.id);
 	env->work = store_path(s, "envs/%s/work", env->row.id);
 	env->conf = store_path(s, "envs/%s/conf", env->row.id);
+	env->fuse_pid = store_path(s, "envs/%s/fuse.pid", env->row.id);
 	env->root = env->row.root[0] ? strdup(env->row.root) : store_path(s, "envs/%s/root", env->row.id);
-	if (!env->dir || !env->upper || !env->work || !env->conf || !env->root)
+	if (!env->dir || !env->upper || !env->work || !env->conf || !env->root || !env->fuse_pid)
 		return -ENOMEM;
 	return 0;
 }
@@ -159,17 +161,25 @@ bool env_is_on(const struct env *env)
  * did. */
 static bool env_drop_dead_fuse(struct env *env, int grace_ms)
 {
-	_cleanup_free_ char *pidfile = xasprintf("%s/fuse.pid", env->dir);
-
-	if (!driver_fuse_dead(env->root))
+	/* only the FUSE driver can die under an env: no forced stat otherwise */
+	if (strcmp(env->row.driver, DRIVER_FUSE) != 0 || !driver_fuse_dead(env->root))
 		return false;
 	log_warn("env '%s': its ctool-overlayfs is gone; unmounting what is left", env->row.name);
 	(void)procs_stop(env->root, grace_ms, NULL);
 	if (umount2(env->root, UMOUNT_NOFOLLOW | MNT_DETACH) < 0)
 		log_warn("cannot detach '%s': %m", env->root);
-	if (pidfile)
-		driver_fuse_reap(pidfile);
+	driver_fuse_reap(env->fuse_pid);
 	return true;
+}
+
+/* Undo a failed 'on': detach whatever it mounted at the root, and wait
+ * for a FUSE daemon it started to go (nothing when there is none). */
+static void env_undo_mounts(struct env *env)
+{
+	struct ct_err e2;
+
+	(void)mounts_umount_all(env->root, true, &e2);
+	driver_fuse_reap(env->fuse_pid);
 }
 
 /* The records of an env: names/NAME holds its id and root, on/NAME the
@@ -519,13 +529,11 @@ static bool kernel_refused(int err)
 static int mount_overlay_with(struct store *s, struct env *env, const struct overlay_spec *ov,
 			      const char *asked, int dirfd, int *ret_fd, struct ct_err *e)
 {
-	_cleanup_free_ char *pidfile = xasprintf("%s/fuse.pid", env->dir);
+	const char *pidfile = env->fuse_pid;
 	char note[sizeof(env->row.driver_note)] = "";
 	const char *want = asked, *used;
 	int r;
 
-	if (!pidfile)
-		return ct_fail(e, ENOMEM, "out of memory");
 	/* an env whose driver was a fallback asks for the kernel again */
 	if (!want)
 		want = env->row.driver_note[0] || !env->row.driver[0] ? DRIVER_KERNEL : env->row.driver;
@@ -562,14 +570,16 @@ static int mount_overlay_with(struct store *s, struct env *env, const struct ove
 
 		r = flag ? mkdir_p(flag, 0755) : -ENOMEM;
 		if (r < 0) {
-			(void)umount2(env->root, UMOUNT_NOFOLLOW | MNT_DETACH);
+			(void)close(TAKE_FD(*ret_fd));
+			env_undo_mounts(env);
 			return ct_fail_errno(e, -r, "cannot mark '%s' volatile", env->work);
 		}
 	}
 	if (strcmp(used, env->row.driver) != 0 || strcmp(note, env->row.driver_note) != 0) {
 		r = catalog_env_set_driver(s->cat, env->row.name, used, note, e);
 		if (r < 0) {
-			(void)umount2(env->root, UMOUNT_NOFOLLOW | MNT_DETACH);
+			(void)close(TAKE_FD(*ret_fd));
+			env_undo_mounts(env);
 			return r;
 		}
 		snprintf(env->row.driver, sizeof(env->row.driver), "%s", used);
@@ -707,6 +717,8 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		/* never detach: a busy overlay left alive under a new one on the
 		 * same upper would be two writers of one layer */
 		r = mounts_umount_all(env->root, false, e);
+		if (r == 0)
+			driver_fuse_reap(env->fuse_pid);
 		if (r == -EBUSY)
 			return ct_fail(e, EBUSY, "env '%s' is half off and still busy; "
 				       "run 'ctool off --force %s'", env->row.name, env->row.name);
@@ -792,11 +804,10 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 	env_record_on(s, env);
 	goto out;
 undo_mounts:
-	{
-		struct ct_err e2;
-
-		(void)mounts_umount_all(env->root, true, &e2);
-	}
+	/* an fd in a detached FUSE mount would keep its daemon alive */
+	if (rootfd >= 0)
+		(void)close(TAKE_FD(rootfd));
+	env_undo_mounts(env);
 out:
 	free(binds);
 	return r;
@@ -859,12 +870,7 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 	}
 	if (r < 0)
 		return r;
-	if (strcmp(env->row.driver, DRIVER_FUSE) == 0) {
-		_cleanup_free_ char *pidfile = xasprintf("%s/fuse.pid", env->dir);
-
-		if (pidfile)
-			driver_fuse_reap(pidfile);
-	}
+	driver_fuse_reap(env->fuse_pid);
 	if (env->row.volatile_)
 		volatile_settle(env);
 	return 0;

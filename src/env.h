@@ -16,6 +16,7 @@ struct env {
 	char *upper;
 	char *work;
 	char *conf;   /* host-side: tool.conf, host-cmd */
+	char *fuse_pid; /* ctool-overlayfs's pidfile, while it mounts the env */
 };
 
 struct env_bind {

@@ -290,6 +290,22 @@ EOF
 	[ "$(cat "$H/f")" = data ]
 }
 
+@test "an on that fails half way leaves nothing mounted and no daemon" {
+	# a directory cannot be bound on /etc/passwd, a file: on fails after
+	# the overlay and the standard mounts are made
+	run --separate-stderr ctool on e -v "$H:/etc/passwd"
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	assert_no_mounts_under "$ROOT"
+	[ "$(list_field e 3)" = off ]
+	[ ! -e "$CTOOL_STORE/envs/$(env_id e)/fuse.pid" ] || fail "a daemon's pidfile is left"
+	[ -z "$(procs_rooted_under "$ROOT")" ] || fail "processes left in the root"
+	! pgrep -f "ctool-overlayfs .*$(env_id e)" >/dev/null || fail "a ctool-overlayfs is still running"
+	[ -z "$(info_get e bind)" ] || fail "the failed bind was recorded: $(info_get e bind)"
+	run ctool run e -- /bin/cat /etc/os-release
+	assert_status 0
+}
+
 @test "-v binds a single file" {
 	echo conf >"$BATS_TEST_TMPDIR/app.conf"
 	ctool on e -v "$BATS_TEST_TMPDIR/app.conf:/etc/app.conf:ro"

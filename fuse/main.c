@@ -457,18 +457,27 @@ static int serve(struct ovl_fs *fs)
 	return r;
 }
 
-/* Every node holds an fd and so does every open file: take all the fds
- * the hard limit allows. Said with -d when that stays low. */
+/* Every node holds an fd and so does every open file: take as many fds
+ * as the system lets one process have. With CAP_SYS_RESOURCE (root) the
+ * hard limit is raised to fs.nr_open (1,048,576 by default), else the
+ * soft limit to the hard one. Said with -d when that stays low. */
 static void nofile_raise(bool debug)
 {
+	_cleanup_free_ char *s = NULL;
 	struct rlimit rl;
+	size_t len;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rlim_t want = rl.rlim_max;
+	if (read_file("/proc/sys/fs/nr_open", &s, &len) == 0) {
+		rlim_t most = strtoull(s, NULL, 10);
+		struct rlimit up = { most, most };
 
-		rl.rlim_cur = want;
+		if (most > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}

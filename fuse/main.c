@@ -30,6 +30,7 @@ struct opts {
 	size_t nlower;
 	char *upper, *work, *pidfile;
 	bool nosync;
+	bool nopassthrough;
 	char *fuse_opts;            /* passed to libfuse */
 };
 
@@ -175,6 +176,10 @@ static int opt_one(struct opts *o, char *opt, struct ct_err *e)
 	}
 	if (!strcmp(opt, "volatile")) {
 		o->nosync = true;
+		return 0;
+	}
+	if (!strcmp(opt, "nopassthrough") || !strcmp(opt, "passthrough")) {
+		o->nopassthrough = opt[0] == 'n';
 		return 0;
 	}
 	if (opt_ignored(opt))
@@ -490,7 +495,7 @@ static void usage(void)
 {
 	(void)printf("usage: " PROG " [-f] [-d] [-o OPTIONS] [SOURCE] MOUNTPOINT\n"
 		     "options: lowerdir=L1:L2:..., upperdir=U, workdir=W, volatile,\n"
-		     "         pidfile=PATH, and mount options (ro, noexec, ...)\n");
+		     "         nopassthrough, pidfile=PATH, and mount options (ro, noexec, ...)\n");
 }
 
 /* Everything up to a served mount; returns the exit status. */
@@ -514,6 +519,8 @@ static int run(struct opts *o, struct ovl_fs *fs)
 		r = ct_fail(&e, EIO, "cannot set signal handlers");
 	if (r == 0)
 		r = do_mount(fs, o, &e);
+	if (r == 0 && pt_setup(fs) < 0)
+		fs->pt_want = false;
 	if (r < 0) {
 		(void)fprintf(stderr, PROG ": %s\n", e.msg);
 		fuse_opt_free_args(&args);
@@ -565,6 +572,7 @@ int main(int argc, char **argv)
 	fuse_set_log_func(log_cb);
 	nofile_raise(o.debug);
 	fs.nosync = o.nosync;
+	fs.pt_want = !o.nopassthrough;
 	fs.debug = o.debug;
 	fs.timeout = 3600.0;
 	r = run(&o, &fs);

@@ -44,7 +44,8 @@ int nodes_init(struct ovl_fs *fs)
 	fs->root = root;
 	if (root->fd < 0)
 		return -errno;
-	if (pthread_rwlock_init(&fs->tree_lock, NULL) || pthread_mutex_init(&fs->table_lock, NULL))
+	if (pthread_rwlock_init(&fs->tree_lock, NULL) || pthread_mutex_init(&fs->table_lock, NULL) ||
+	    pthread_mutex_init(&fs->pt_lock, NULL) || pt_cond_init(&fs->pt_released))
 		return -ENOMEM;
 	return 0;
 }

@@ -247,15 +247,18 @@ void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 
 	tree_wrlock(fs);
 	r = ns_make(fs, req, node_of(fs, parent), name, &nw, &e, &fd);
+	if (r == 0)
+		fi->fh = pt_open(fs, node_of(fs, e.ino), fd, true);
 	tree_unlock(fs);
 	if (r < 0) {
 		(void)fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)fd;
-	fi->keep_cache = 1;
-	if (fuse_reply_create(req, &e, fi) < 0)
+	fi->keep_cache = !(fi->fh & OVL_FH_PT);
+	if (fuse_reply_create(req, &e, fi) < 0) {
+		pt_open_failed(fs, node_of(fs, e.ino), fi->fh);
 		(void)close(fd);
+	}
 }
 
 void ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)

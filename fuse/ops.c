@@ -73,7 +73,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct ovl_fs *fs = userdata;
 
-	(void)fs;
+	pt_init(fs);
 	/* the data of reads is spliced to the kernel; requests are taken
 	 * with read(): splicing each one through a pipe costs more than it
 	 * saves on all but large writes */
@@ -166,7 +166,7 @@ static int setattr_apply(struct ovl_fs *fs, struct ovl_node *n, const struct sta
 	}
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (fi) {
-			if (ftruncate((int)fi->fh, attr->st_size) < 0)
+			if (ftruncate(fh_fd(fi->fh), attr->st_size) < 0)
 				return -errno;
 		} else {
 			if (!S_ISREG(n->type))
@@ -205,7 +205,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	/* a removed node in the upper is changed in place, as the kernel
 	 * changes an open unlinked file; a removed lower one cannot be copied
 	 * up (-ESTALE) */
-	r = copyup_node(fs, n);
+	r = to_set & FUSE_SET_ATTR_SIZE ? pt_busy(fs, n) : 0;
+	if (r == 0)
+		r = copyup_node(fs, n);
 	if (r == 0)
 		r = setattr_apply(fs, n, attr, to_set, fi);
 	if (r == 0)
@@ -260,20 +262,26 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		tree_wrlock(fs);
 	else
 		tree_rdlock(fs);
-	r = writes ? copyup_node_flags(fs, n, (flags & O_TRUNC) && S_ISREG(n->type)) : 0;
+	r = writes ? pt_busy(fs, n) : 0;
+	if (r == 0 && writes)
+		r = copyup_node_flags(fs, n, (flags & O_TRUNC) && S_ISREG(n->type));
 	if (r == 0)
 		r = node_open(fs, n, flags, &fd);
+	if (r == 0)
+		fi->fh = pt_open(fs, n, fd, writes);
 	tree_unlock(fs);
 	if (r < 0) {
 		(void)fuse_reply_err(req, -r);
 		return;
 	}
 	/* the page cache stays right across opens: every write comes through
-	 * this mount; a file with several names may change under another */
-	fi->keep_cache = fstat(fd, &st) == 0 && st.st_nlink < 2;
-	fi->fh = (uint64_t)fd;
-	if (fuse_reply_open(req, fi) < 0)
+	 * this mount; a file with several names may change under another.
+	 * A passed-through file has no page cache of its own. */
+	fi->keep_cache = !(fi->fh & OVL_FH_PT) && fstat(fd, &st) == 0 && st.st_nlink < 2;
+	if (fuse_reply_open(req, fi) < 0) {
+		pt_open_failed(fs, n, fi->fh);
 		(void)close(fd);
+	}
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -283,7 +291,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	(void)ino;
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].fd = fh_fd(fi->fh);
 	buf.buf[0].pos = off;
 	(void)fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -296,7 +304,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 
 	(void)ino;
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].fd = fh_fd(fi->fh);
 	out.buf[0].pos = off;
 	n = fuse_buf_copy(&out, in, 0);
 	if (n < 0)
@@ -312,14 +320,16 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	/* closing a duplicate ends the POSIX locks of this owner, as close
 	 * would */
-	fd = fcntl((int)fi->fh, F_DUPFD_CLOEXEC, 3);
+	fd = fcntl(fh_fd(fi->fh), F_DUPFD_CLOEXEC, 3);
 	(void)fuse_reply_err(req, fd >= 0 && close(fd) < 0 ? errno : 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)close((int)fi->fh);
+	struct ovl_fs *fs = req_fs(req);
+
+	pt_release(fs, node_of(fs, ino), fi->fh);
+	(void)close(fh_fd(fi->fh));
 	(void)fuse_reply_err(req, 0);
 }
 
@@ -329,7 +339,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	int r = 0;
 
 	(void)ino;
-	if (!fs->nosync && (datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh)) < 0)
+	if (!fs->nosync && (datasync ? fdatasync(fh_fd(fi->fh)) : fsync(fh_fd(fi->fh))) < 0)
 		r = errno;
 	(void)fuse_reply_err(req, r);
 }
@@ -338,7 +348,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 			 struct fuse_file_info *fi)
 {
 	(void)ino;
-	(void)fuse_reply_err(req, fallocate((int)fi->fh, mode, off, len) < 0 ? errno : 0);
+	(void)fuse_reply_err(req, fallocate(fh_fd(fi->fh), mode, off, len) < 0 ? errno : 0);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
@@ -347,7 +357,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	off_t r;
 
 	(void)ino;
-	r = lseek((int)fi->fh, off, whence);
+	r = lseek(fh_fd(fi->fh), off, whence);
 	if (r < 0)
 		(void)fuse_reply_err(req, errno);
 	else

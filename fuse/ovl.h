@@ -86,6 +86,13 @@ struct ovl_node {
 	ino_t lino;
 	int fd;             /* O_PATH on the object in `layer`; -1 if transient */
 	bool transient;     /* a stand-in on the stack, never in the table */
+	/* Open files (fs->pt_lock; see passthrough.c): those passed through
+	 * to backing file pt_id, made for the object in pt_layer, and those
+	 * served through the page cache. */
+	uint32_t pt_opens;
+	uint32_t cached_opens;
+	int32_t pt_id;
+	int pt_layer;
 };
 
 struct ovl_fs {
@@ -108,6 +115,15 @@ struct ovl_fs {
 	bool wh_read;
 	double timeout;
 	struct fuse_session *se;
+	/* Passthrough (passthrough.c): wanted (not -o nopassthrough),
+	 * offered by the kernel's INIT, in use (set at INIT; turned off at
+	 * once, atomically, when the kernel refuses the backing ioctl). */
+	bool pt_want;
+	bool pt_offered;
+	bool pt_on;
+	pthread_mutex_t pt_lock;    /* the nodes' open counts; never held
+				     * with table_lock */
+	pthread_cond_t pt_released; /* a node's last passthrough open closed */
 
 	pthread_rwlock_t tree_lock; /* the merged namespace; before table_lock */
 	pthread_mutex_t table_lock; /* the node table and lifetimes */
@@ -209,6 +225,26 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty);
 int copyup_tree(struct ovl_fs *fs, struct ovl_node *n);
 int copyup_xattrs(int src, int dst);
 int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top);
+
+/* ---- passthrough.c: file data straight to the layer's file ---- */
+
+/* A lower file is passed through from this size on. */
+#define PT_LOWER_MIN (1024 * 1024)
+/* fi->fh: the fd, and this bit when the open is passed through */
+#define OVL_FH_PT (1ULL << 32)
+
+static inline int fh_fd(uint64_t fh)
+{
+	return (int)(fh & 0x7fffffff);
+}
+
+int pt_cond_init(pthread_cond_t *c);
+int pt_setup(struct ovl_fs *fs);
+void pt_init(struct ovl_fs *fs);
+int pt_busy(struct ovl_fs *fs, struct ovl_node *n);
+uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes);
+void pt_open_failed(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
+void pt_release(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
 
 /* ---- ops.c / ops-ns.c: the FUSE operations ---- */
 

@@ -77,11 +77,12 @@ mk_lowers() {
 	chown -R 1000:1000 "$a/dtop"
 }
 
-# The ctool-overlayfs daemon over L1:L2 with upper U and work W on M.
+# The ctool-overlayfs daemon over L1:L2 with upper U and work W on M
+# (and more options in $4).
 fmount() {
 	local m=$1 u=$2 w=$3
 	mkdir -p "$m" "$u" "$w"
-	"$OVL" -o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,pidfile=$w.pid" "$m"
+	"$OVL" -o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,pidfile=$w.pid${4:+,$4}" "$m"
 }
 
 # Unmount a ctool-overlayfs mount and wait for its daemon to exit.
@@ -800,4 +801,86 @@ except OSError as e:
 	[ "$(ls "$T/m/dbig2" | tr '\n' ' ')" = "s1 s2 s3 s4 " ] || fail "dbig2: $(ls "$T/m/dbig2")"
 	fumount "$T/m" "$T/small/w"
 	umount "$T/small"
+}
+
+# ---------------------------------------------------------------------------
+# 9. passthrough: file data goes from the kernel straight to the layers'
+#    files (Linux >= 6.9, CONFIG_FUSE_PASSTHROUGH)
+
+# Skip when this kernel has no FUSE passthrough, saying so.
+need_passthrough() {
+	local v
+	v=$(uname -r)
+	v=${v%%-*}
+	if [ "$(printf '%s\n6.9\n' "$v" | sort -V | head -1)" != 6.9 ]; then
+		skip "Linux $v has no FUSE passthrough (6.9 and later have it)"
+	fi
+}
+
+@test "passthrough: a large lower file reads right; writing it waits for its readers" {
+	need_passthrough
+	head -c 3M /dev/urandom >"$T/l2/big"
+	sum=$(md5sum <"$T/l2/big")
+	fmount "$T/m" "$T/u" "$T/w"
+	[ "$(md5sum <"$T/m/big")" = "$sum" ] || fail "read through the mount differs"
+	exec 7<"$T/m/big"
+	# the kernel keeps one backing file per inode while it is open: the
+	# lower one, so no writer may get the upper copy meanwhile
+	run sh -c "echo x >>'$T/m/big'"
+	[ "$status" -ne 0 ] && [[ "$output" == *"Text file busy"* ]] ||
+		fail "append while read: $status $output"
+	run truncate -s 1 "$T/m/big"
+	[ "$status" -ne 0 ] && [[ "$output" == *"Text file busy"* ]] ||
+		fail "truncate while read: $status $output"
+	[ "$(md5sum <&7)" = "$sum" ] || fail "the open reader sees other data"
+	exec 7<&-
+	# the release comes after close() returned: the writer waits for it
+	echo x >>"$T/m/big" || fail "append after the reader closed"
+	[ "$(stat -c %s "$T/u/big")" -eq $((3 * 1024 * 1024 + 2)) ] || fail "upper copy size"
+	[ "$(md5sum <"$T/l2/big")" = "$sum" ] || fail "the lower file changed"
+	# readers of the upper copy share its backing file with writers
+	exec 7<"$T/m/big"
+	echo y >>"$T/m/big" || fail "append while the upper copy is read"
+	exec 7<&-
+	[ "$(tail -c 4 "$T/m/big")" = "$(printf 'x\ny')" ] || fail "tail: $(tail -c 4 "$T/m/big" | od -c)"
+	# a small lower file is served through the page cache: no wait there
+	exec 7<"$T/m/l2file"
+	echo more >>"$T/m/l2file" || fail "append to a small lower file while read"
+	exec 7<&-
+	fumount "$T/m" "$T/w"
+}
+
+@test "passthrough: upper files written, mapped and truncated read the same through the kernel" {
+	need_passthrough
+	head -c 5M /dev/urandom >"$T/src"
+	fmount "$T/m" "$T/u" "$T/w"
+	cp "$T/src" "$T/m/new"
+	cmp "$T/src" "$T/m/new" && cmp "$T/src" "$T/u/new" || fail "copy differs"
+	python3 -c '
+import mmap, sys
+with open(sys.argv[1], "r+b") as f:
+    m = mmap.mmap(f.fileno(), 0)
+    m[4096:4100] = b"MMAP"
+    m.flush()
+    m.close()
+' "$T/m/new"
+	printf MMAP | dd of="$T/src" bs=1 seek=4096 conv=notrunc status=none
+	cmp "$T/src" "$T/m/new" || fail "mmap write lost"
+	truncate -s 1M "$T/m/new"
+	truncate -s 1M "$T/src"
+	cmp "$T/src" "$T/m/new" || fail "truncate"
+	fumount "$T/m" "$T/w"
+	kmount "$T/k" "$T/u" "$T/w"
+	cmp "$T/src" "$T/k/new" || fail "the kernel overlay reads other data"
+	umount "$T/k"
+}
+
+@test "nopassthrough: a large lower file can be written while it is read, as on the kernel" {
+	head -c 3M /dev/urandom >"$T/l2/big"
+	fmount "$T/m" "$T/u" "$T/w" nopassthrough
+	exec 7<"$T/m/big"
+	echo x >>"$T/m/big" || fail "append while read"
+	exec 7<&-
+	[ "$(tail -c 2 "$T/m/big")" = x ] || fail "append lost"
+	fumount "$T/m" "$T/w"
 }

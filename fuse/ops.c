@@ -313,17 +313,6 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		(void)fuse_reply_write(req, (size_t)n);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	int fd;
-
-	(void)ino;
-	/* closing a duplicate ends the POSIX locks of this owner, as close
-	 * would */
-	fd = fcntl(fh_fd(fi->fh), F_DUPFD_CLOEXEC, 3);
-	(void)fuse_reply_err(req, fd >= 0 && close(fd) < 0 ? errno : 0);
-}
-
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ovl_fs *fs = req_fs(req);
@@ -516,6 +505,10 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* Locks are not implemented: the kernel keeps POSIX and BSD locks
  * locally, which is right for a single mount. */
+/* No flush: file locks are the kernel's own (there are no lock
+ * operations here) and every write reaches the file before its reply,
+ * so a close has nothing to send; after the first ENOSYS the kernel
+ * stops asking, which saves a request per close. */
 const struct fuse_lowlevel_ops ovl_ops = {
 	.init = op_init,
 	.lookup = op_lookup,
@@ -534,7 +527,6 @@ const struct fuse_lowlevel_ops ovl_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write_buf = op_write_buf,
-	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = dir_opendir,

@@ -446,19 +446,24 @@ static void detach_stdio(bool debug)
 	(void)chdir("/");
 }
 
-/* Serve requests until unmounted. */
+/* Serve requests until unmounted, with the node reclaimer beside (without
+ * it, a daemon that cannot start a thread still serves). */
 static int serve(struct ovl_fs *fs)
 {
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 	int r;
 
-	if (!cfg)
-		return fuse_session_loop(fs->se);
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_idle_threads(cfg, 4);
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	r = fuse_session_loop_mt(fs->se, cfg);
-	fuse_loop_cfg_destroy(cfg);
+	(void)nodes_reclaim_start(fs);
+	if (!cfg) {
+		r = fuse_session_loop(fs->se);
+	} else {
+		fuse_loop_cfg_set_clone_fd(cfg, 0);
+		fuse_loop_cfg_set_idle_threads(cfg, 4);
+		fuse_loop_cfg_set_max_threads(cfg, 16);
+		r = fuse_session_loop_mt(fs->se, cfg);
+		fuse_loop_cfg_destroy(cfg);
+	}
+	nodes_reclaim_stop(fs);
 	return r;
 }
 

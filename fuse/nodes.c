@@ -4,7 +4,14 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/fuse.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #include "ovl.h"
 
@@ -19,9 +26,36 @@ static size_t name_hash(const struct ovl_node *parent, const char *name)
 	return (size_t)(h ^ (h >> 29));
 }
 
+/* The node budget: half the open file limit (the other half is left to
+ * open files and directory handles), or CTOOL_OVL_MAX_NODES. */
+static void reclaim_marks(struct ovl_fs *fs)
+{
+	const char *env = getenv("CTOOL_OVL_MAX_NODES");
+	unsigned long long max = 0;
+	struct rlimit rl;
+	char *end;
+
+	if (env && *env) {
+		errno = 0;
+		max = strtoull(env, &end, 10);
+		if (errno || *end)
+			max = 0;
+	}
+	if (!max) {
+		max = 1 << 20;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 2 << 20)
+			max = rl.rlim_cur / 2;
+	}
+	if (max < 16)
+		max = 16;
+	fs->nodes_high = (size_t)max;
+	fs->nodes_low = fs->nodes_high - fs->nodes_high / 4;
+}
+
 /* Set up the table and the root node (the layers are open). 0 or -errno. */
 int nodes_init(struct ovl_fs *fs)
 {
+	pthread_condattr_t ca;
 	struct ovl_node *root;
 
 	fs->table_size = TABLE_MIN;
@@ -47,6 +81,11 @@ int nodes_init(struct ovl_fs *fs)
 	if (pthread_rwlock_init(&fs->tree_lock, NULL) || pthread_mutex_init(&fs->table_lock, NULL) ||
 	    pthread_mutex_init(&fs->pt_lock, NULL) || pt_cond_init(&fs->pt_released))
 		return -ENOMEM;
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_cond_init(&fs->reclaim_cond, &ca))
+		return -ENOMEM;
+	(void)pthread_condattr_destroy(&ca);
+	reclaim_marks(fs);
 	return 0;
 }
 
@@ -204,6 +243,49 @@ static void table_remove(struct ovl_fs *fs, struct ovl_node *n)
 	fs->table_count--;
 }
 
+/* The reclaim LRU: nodes by the last lookup that returned them, oldest
+ * first (table lock held). */
+static void lru_del(struct ovl_fs *fs, struct ovl_node *n)
+{
+	if (!n->on_lru)
+		return;
+	if (n->lru_prev)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		fs->lru_head = n->lru_next;
+	if (n->lru_next)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		fs->lru_tail = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+	n->on_lru = false;
+}
+
+/* n is the most recently used now. O(1). */
+static void lru_touch(struct ovl_fs *fs, struct ovl_node *n)
+{
+	if (fs->lru_tail == n)
+		return;
+	lru_del(fs, n);
+	n->lru_prev = fs->lru_tail;
+	if (fs->lru_tail)
+		fs->lru_tail->lru_next = n;
+	else
+		fs->lru_head = n;
+	fs->lru_tail = n;
+	n->on_lru = true;
+}
+
+/* Wake the reclaimer once the table is over budget (table lock held):
+ * one signal per busy spell, not one per new node. */
+static void reclaim_kick(struct ovl_fs *fs)
+{
+	if (fs->node_count > fs->nodes_high && fs->reclaim_running && !fs->reclaim_kicked) {
+		fs->reclaim_kicked = true;
+		(void)pthread_cond_signal(&fs->reclaim_cond);
+	}
+}
+
 /* Double the table when it gets crowded (table lock held). */
 static void table_grow(struct ovl_fs *fs)
 {
@@ -235,6 +317,9 @@ static void node_try_free(struct ovl_fs *fs, struct ovl_node *n)
 		struct ovl_node *p = n->parent;
 
 		table_remove(fs, n);
+		lru_del(fs, n);
+		fs->node_count--;
+		fs->nodes_freed++;
 		if (n->fd >= 0)
 			(void)close(n->fd);
 		free(n->name);
@@ -252,12 +337,15 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 {
 	_cleanup_close_ int fd = -1;
 	struct ovl_node *n;
+	unsigned int attempt = 0;
 	int r;
 
 	(void)pthread_mutex_lock(&fs->table_lock);
 	n = table_find(fs, parent, name);
-	if (n)
+	if (n) {
 		n->nlookup++;
+		lru_touch(fs, n);
+	}
 	(void)pthread_mutex_unlock(&fs->table_lock);
 	if (n) {
 		*ret = n;
@@ -265,13 +353,16 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	}
 	/* the object itself, taken before the node exists: from now on the
 	 * node acts on it, whatever happens to the name */
-	r = node_open_object(fs, parent, name, h->layer, h->type, &fd);
+	do {
+		r = node_open_object(fs, parent, name, h->layer, h->type, &fd);
+	} while (r < 0 && node_reclaim_wait(fs, r, attempt++));
 	if (r < 0)
 		return r;
 	(void)pthread_mutex_lock(&fs->table_lock);
 	n = table_find(fs, parent, name);
 	if (n) {
 		n->nlookup++;
+		lru_touch(fs, n);
 		(void)pthread_mutex_unlock(&fs->table_lock);
 		*ret = n;
 		return 0;
@@ -296,6 +387,9 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	parent->children++;
 	table_insert(fs, n);
 	table_grow(fs);
+	fs->node_count++;
+	lru_touch(fs, n);
+	reclaim_kick(fs);
 	(void)pthread_mutex_unlock(&fs->table_lock);
 	*ret = n;
 	return 0;
@@ -594,4 +688,363 @@ void node_set_fd(struct ovl_node *n, int fd)
 	if (n->fd >= 0)
 		(void)close(n->fd);
 	n->fd = fd;
+}
+
+/* ---- reclaim: keeping the node count (and so the fds) in budget ----
+ *
+ * The reclaimer thread asks the kernel to let go of the unused inodes of
+ * the least recently looked up nodes; the kernel drops them and sends
+ * FORGETs, which free the nodes and close their fds. The request goes
+ * without any daemon lock held and never from a request handler.
+ *
+ * FUSE_NOTIFY_PRUNE (Linux 6.18) names inodes and drops only the dentries
+ * nothing uses: an open file, a cwd or a mount point stays as it is, and
+ * no directory lock is taken. An older kernel refuses it (-EINVAL); then
+ * names are invalidated (FUSE_NOTIFY_INVAL_ENTRY), which unhashes the
+ * dentry even when in use and detaches what is mounted on it: names that
+ * mounts sit on are skipped then. */
+
+#define RECLAIM_BATCH 256
+#define RECLAIM_SETTLE_MS 20
+#define OVL_NOTIFY_PRUNE 9          /* FUSE_NOTIFY_PRUNE of protocol 7.45 */
+
+struct reclaim_name {
+	struct ovl_node *parent;    /* pinned until the invalidation is sent */
+	char name[NAME_MAX + 1];
+};
+
+struct reclaim_batch {
+	uint64_t ids[RECLAIM_BATCH];
+	struct reclaim_name names[RECLAIM_BATCH]; /* entry invalidation only */
+};
+
+/* Is `name` in `names` (NUL-separated, ending with an empty string)? */
+static bool name_listed(const char *names, const char *name)
+{
+	for (; *names; names += strlen(names) + 1)
+		if (!strcmp(names, name))
+			return true;
+	return false;
+}
+
+/* Append the last component of mountinfo path `mp` (octal escapes
+ * undone) at *w. */
+static void append_base(char **w, const char *mp)
+{
+	const char *p = strrchr(mp, '/');
+	char *o = *w;
+
+	for (p = p ? p + 1 : mp; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*o++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+			p += 3;
+		} else {
+			*o++ = *p;
+		}
+	}
+	if (o > *w)
+		*o++ = '\0';
+	*w = o;
+}
+
+/* The last components of the mount points that sit on a ctool-overlayfs
+ * mount in this mount namespace, as a list for name_listed(), or NULL.
+ * Any of our mounts counts: a name skipped for nothing only stays. */
+static char *mounted_names(void)
+{
+	_cleanup_free_ unsigned long *ours = NULL;
+	_cleanup_free_ char *mi = NULL;
+	size_t len, nours = 0, lines = 1, i;
+	unsigned long id, parent;
+	char *line, *out, *w, *sep, mp[4096], type[64];
+
+	if (read_file("/proc/self/mountinfo", &mi, &len) < 0)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if (mi[i] == '\n') {
+			mi[i] = '\0';
+			lines++;
+		}
+	}
+	ours = calloc(lines, sizeof(*ours));
+	out = w = calloc(1, len + 1);
+	if (!ours || !out) {
+		free(out);
+		return NULL;
+	}
+	for (line = mi; line < mi + len; line += strlen(line) + 1) {
+		sep = strstr(line, " - ");
+		if (sep && sscanf(line, "%lu", &id) == 1 && sscanf(sep, " - %63s", type) == 1 &&
+		    !strcmp(type, "fuse.ctool-overlayfs"))
+			ours[nours++] = id;
+	}
+	for (line = mi; line < mi + len; line += strlen(line) + 1) {
+		if (sscanf(line, "%lu %lu %*s %*s %4095s", &id, &parent, mp) != 3)
+			continue;
+		for (i = 0; i < nours; i++)
+			if (ours[i] == parent)
+				break;
+		if (i < nours)
+			append_base(&w, mp);
+	}
+	*w = '\0';
+	return out;
+}
+
+/* For an entry invalidation: copy n's name and pin its parent, unless a
+ * mount may sit on the name. Table lock held. */
+static bool reclaim_name_take(struct ovl_node *n, struct reclaim_name *o, const char *mnames)
+{
+	size_t len = strlen(n->name);
+
+	if (len > NAME_MAX || name_listed(mnames, n->name))
+		return false;
+	memcpy(o->name, n->name, len + 1);
+	o->parent = n->parent;
+	o->parent->pins++;
+	return true;
+}
+
+/* Take up to max of the least recently looked up nodes that the kernel
+ * may let go into b: leaves of the node tree (a directory goes after the
+ * nodes below it), files before directories, so that directories, cwds
+ * among them, stay while files will do. Each one taken moves to the
+ * recent end: one the kernel keeps (open, a cwd) is tried again only
+ * after all the others. Table lock held. */
+static size_t reclaim_pick(struct ovl_fs *fs, struct reclaim_batch *b, size_t max,
+			   const char *mnames)
+{
+	struct ovl_node *n, *next, *last;
+	size_t got = 0;
+	int dirs;
+
+	for (dirs = 0; dirs < 2 && got < max; dirs++) {
+		last = fs->lru_tail;
+		for (n = fs->lru_head; n && got < max; n = next) {
+			next = n == last ? NULL : n->lru_next;
+			if (!n->hashed && fs->reclaim_inval) {
+				/* no name to invalidate: the kernel lets it
+				 * go when unused */
+				lru_del(fs, n);
+				continue;
+			}
+			if ((S_ISDIR(n->type) ? 1 : 0) != dirs || n->children)
+				continue;
+			if (fs->reclaim_inval && !reclaim_name_take(n, &b->names[got], mnames))
+				continue;
+			b->ids[got++] = node_ino(fs, n);
+			lru_touch(fs, n);
+		}
+	}
+	return got;
+}
+
+/* FUSE_NOTIFY_PRUNE for the n inodes in b. 0 or -errno (-EINVAL from a
+ * kernel that does not know it). */
+static int reclaim_prune(struct ovl_fs *fs, struct reclaim_batch *b, size_t n)
+{
+	struct {
+		struct fuse_out_header oh;
+		uint32_t count;     /* struct fuse_notify_prune_out */
+		uint32_t padding;
+		uint64_t spare;
+	} msg = { .count = (uint32_t)n };
+	struct iovec iov[2] = {
+		{ .iov_base = &msg, .iov_len = sizeof(msg) },
+		{ .iov_base = b->ids, .iov_len = n * sizeof(b->ids[0]) },
+	};
+
+	msg.oh.len = (uint32_t)(sizeof(msg) + iov[1].iov_len);
+	msg.oh.error = OVL_NOTIFY_PRUNE;
+	msg.oh.unique = 0; /* a notification */
+	if (writev(fuse_session_fd(fs->se), iov, 2) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Invalidate the n names in b, then unpin their parents. */
+static void reclaim_inval(struct ovl_fs *fs, struct reclaim_batch *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && !fuse_session_exited(fs->se); i++) {
+		struct reclaim_name *o = &b->names[i];
+
+		/* -ENOENT when the kernel has no dentry there: nothing to do */
+		(void)fuse_lowlevel_notify_inval_entry(fs->se, node_ino(fs, o->parent), o->name,
+						       strlen(o->name));
+	}
+	(void)pthread_mutex_lock(&fs->table_lock);
+	for (i = 0; i < n; i++) {
+		b->names[i].parent->pins--;
+		node_try_free(fs, b->names[i].parent);
+	}
+	(void)pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* Ask the kernel to drop `need` nodes, a batch at a time. */
+static void reclaim_pass(struct ovl_fs *fs, struct reclaim_batch *b, size_t need)
+{
+	_cleanup_free_ char *mnames = NULL;
+	size_t n;
+	int r;
+
+	if (fs->reclaim_inval && !(mnames = mounted_names()))
+		return; /* what is mounted where is unknown: invalidate nothing */
+	while (need && !fuse_session_exited(fs->se)) {
+		(void)pthread_mutex_lock(&fs->table_lock);
+		n = reclaim_pick(fs, b, need < RECLAIM_BATCH ? need : RECLAIM_BATCH, mnames);
+		(void)pthread_mutex_unlock(&fs->table_lock);
+		if (!n)
+			return;
+		if (fs->reclaim_inval) {
+			reclaim_inval(fs, b, n);
+		} else if ((r = reclaim_prune(fs, b, n)) < 0) {
+			if (r == -EINVAL) {
+				fs->reclaim_inval = true;
+				if (fs->debug)
+					(void)fprintf(stderr, "ctool-overlayfs: no FUSE_NOTIFY_PRUNE, "
+						      "invalidating names instead\n");
+			}
+			return;
+		}
+		need -= n;
+	}
+}
+
+/* How many nodes to drop now (table lock held): down to the low mark once
+ * over the high one; a quarter at least when a lookup ran out of fds. */
+static size_t reclaim_need(const struct ovl_fs *fs)
+{
+	size_t c = fs->node_count, need = c > fs->nodes_low ? c - fs->nodes_low : 0;
+
+	if (fs->reclaim_urgent)
+		return need > c / 4 ? need : c / 4;
+	return c > fs->nodes_high ? need : 0;
+}
+
+/* Sleep ms on the reclaimer's condition (table lock held): a stop or a
+ * lookup out of fds ends it early. */
+static void reclaim_sleep(struct ovl_fs *fs, long ms)
+{
+	struct timespec ts;
+
+	if (fs->reclaim_stop)
+		return;
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	(void)pthread_cond_timedwait(&fs->reclaim_cond, &fs->table_lock, &ts);
+}
+
+static void *reclaim_main(void *arg)
+{
+	struct ovl_fs *fs = arg;
+	struct reclaim_batch b;
+	size_t need, freed;
+	long backoff = 0;
+
+	(void)pthread_mutex_lock(&fs->table_lock);
+	while (!fs->reclaim_stop) {
+		need = reclaim_need(fs);
+		fs->reclaim_urgent = false;
+		if (!need) {
+			fs->reclaim_kicked = false;
+			backoff = 0;
+			(void)pthread_cond_wait(&fs->reclaim_cond, &fs->table_lock);
+			continue;
+		}
+		freed = fs->nodes_freed;
+		(void)pthread_mutex_unlock(&fs->table_lock);
+		reclaim_pass(fs, &b, need);
+		(void)pthread_mutex_lock(&fs->table_lock);
+		/* the FORGETs come in on the request threads: let them land
+		 * before counting again, or more would go than needed */
+		reclaim_sleep(fs, RECLAIM_SETTLE_MS);
+		if (fs->nodes_freed - freed < need / 4) {
+			/* little went: what is left is in use (open files,
+			 * cwds); do not scan for it again at once */
+			backoff = backoff ? (backoff < 500 ? backoff * 2 : 1000) : 50;
+			reclaim_sleep(fs, backoff);
+		} else {
+			backoff = 0;
+		}
+	}
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	return NULL;
+}
+
+/* Start the reclaimer on the session (before its loop runs).
+ * CTOOL_OVL_RECLAIM=off runs without one, =inval invalidates names even
+ * where the kernel could prune (for tests). 0 or -errno. */
+int nodes_reclaim_start(struct ovl_fs *fs)
+{
+	const char *mode = getenv("CTOOL_OVL_RECLAIM");
+	sigset_t all, old;
+	int r;
+
+	if (mode && !strcmp(mode, "off"))
+		return 0;
+	fs->reclaim_inval = mode && !strcmp(mode, "inval");
+	/* signals stay with the thread of the session loop, which they end */
+	(void)sigfillset(&all);
+	(void)pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&fs->reclaim_thread, NULL, reclaim_main, fs);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r)
+		return -r;
+	(void)pthread_mutex_lock(&fs->table_lock);
+	fs->reclaim_running = true;
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	if (fs->debug)
+		(void)fprintf(stderr, "ctool-overlayfs: at most %zu nodes (reclaimed down to %zu)\n",
+			      fs->nodes_high, fs->nodes_low);
+	return 0;
+}
+
+/* Stop the reclaimer, once the session loop has ended and before the
+ * session goes (a notification in flight finishes first). */
+void nodes_reclaim_stop(struct ovl_fs *fs)
+{
+	bool running;
+
+	(void)pthread_mutex_lock(&fs->table_lock);
+	running = fs->reclaim_running;
+	fs->reclaim_running = false;
+	fs->reclaim_stop = true;
+	(void)pthread_cond_signal(&fs->reclaim_cond);
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	if (running)
+		(void)pthread_join(fs->reclaim_thread, NULL);
+}
+
+/* A lookup or create got r: when that is -EMFILE or -ENFILE, wake the
+ * reclaimer and give the kernel's FORGETs a moment to close fds. True
+ * when worth another try (five tries, 200 ms in all, attempt counting
+ * from 0). Tree lock may be held: reclaim never takes it. */
+bool node_reclaim_wait(struct ovl_fs *fs, int r, unsigned int attempt)
+{
+	static const long wait_ms[] = { 5, 15, 30, 50, 100 };
+	struct timespec ts = { 0 };
+	bool running;
+
+	if ((r != -EMFILE && r != -ENFILE) || attempt >= ARRAY_SIZE(wait_ms))
+		return false;
+	(void)pthread_mutex_lock(&fs->table_lock);
+	running = fs->reclaim_running;
+	if (running) {
+		fs->reclaim_urgent = true;
+		(void)pthread_cond_signal(&fs->reclaim_cond);
+	}
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	if (!running)
+		return false;
+	ts.tv_nsec = wait_ms[attempt] * 1000000L;
+	(void)nanosleep(&ts, NULL);
+	return true;
 }

@@ -62,7 +62,8 @@ struct ovl_layer {
  * Lock order: fs->tree_lock, then fs->table_lock. Never the other way.
  *  - parent, name, hashed: written only with tree_lock held for writing
  *    AND table_lock held; read with either held.
- *  - nlookup, children, pins, hnext: table_lock.
+ *  - nlookup, children, pins, hnext, lru_prev, lru_next, on_lru:
+ *    table_lock.
  *  - type, layer, last, indexed, ldev, lino, fd: written with tree_lock
  *    held for writing (or before the node is published in the table);
  *    read with tree_lock held (read or write). fd is closed when the
@@ -93,6 +94,9 @@ struct ovl_node {
 	uint32_t cached_opens;
 	int32_t pt_id;
 	int pt_layer;
+	/* fs->lru, by the last lookup that returned the node; never the root */
+	struct ovl_node *lru_prev, *lru_next;
+	bool on_lru;
 };
 
 struct ovl_fs {
@@ -132,6 +136,26 @@ struct ovl_fs {
 	size_t table_count;
 	struct ovl_node *root;
 	uint64_t tmp_seq;           /* atomic: temp name counter */
+
+	/* Reclaim (nodes.c). Every node holds an fd and the kernel forgets
+	 * inodes only under memory pressure: above nodes_high nodes the
+	 * reclaimer thread asks the kernel to drop the unused inodes of the
+	 * least recently looked up nodes, down to nodes_low, and the FORGETs
+	 * that follow free them. The marks and reclaim_thread are set before
+	 * the session runs, reclaim_inval before the reclaimer starts, which
+	 * alone changes it later; the rest is under table_lock. */
+	size_t nodes_high, nodes_low;
+	bool reclaim_inval;         /* no FUSE_NOTIFY_PRUNE: invalidate names */
+	pthread_t reclaim_thread;
+	size_t node_count;          /* nodes in memory, the root aside */
+	size_t nodes_freed;         /* ever: the reclaimer's progress */
+	struct ovl_node *lru_head;  /* least recently looked up */
+	struct ovl_node *lru_tail;
+	pthread_cond_t reclaim_cond; /* wakes the reclaimer (with table_lock) */
+	bool reclaim_running;
+	bool reclaim_kicked;        /* woken for nodes_high, not idle since */
+	bool reclaim_urgent;        /* a lookup ran out of fds */
+	bool reclaim_stop;
 };
 
 /* ---- layers.c: inside one layer ---- */
@@ -193,6 +217,9 @@ bool node_live(const struct ovl_node *n);
 int node_open_object(struct ovl_fs *fs, struct ovl_node *parent, const char *name, int layer,
 		     mode_t type, int *ret_fd);
 void node_set_fd(struct ovl_node *n, int fd);
+int nodes_reclaim_start(struct ovl_fs *fs);
+void nodes_reclaim_stop(struct ovl_fs *fs);
+bool node_reclaim_wait(struct ovl_fs *fs, int r, unsigned int attempt);
 
 /* ---- dir.c: merged directories ---- */
 

@@ -884,3 +884,105 @@ with open(sys.argv[1], "r+b") as f:
 	[ "$(tail -c 2 "$T/m/big")" = x ] || fail "append lost"
 	fumount "$T/m" "$T/w"
 }
+
+# ---------------------------------------------------------------------------
+# 10. reclaim: the nodes (one fd each) stay within a budget
+
+# mk_tree DIR NDIRS NFILES: NDIRS directories of NFILES small files each
+# (sizes and modes vary).
+mk_tree() {
+	local d f
+	for d in $(seq "$2"); do
+		mkdir -p "$1/d$d"
+		for f in $(seq "$3"); do
+			printf '%*s' $(((d * f) % 97)) "f$f" >"$1/d$d/f$f"
+		done
+		chmod 0640 "$1/d$d/f1"
+	done
+}
+
+# The daemon over the lower $T/big alone, with a budget of $1 nodes and
+# reclaim mode $2 (prune: the default, inval: the older kernels' way).
+fmount_big() {
+	mkdir -p "$T/m" "$T/u" "$T/w"
+	CTOOL_OVL_MAX_NODES=$1 CTOOL_OVL_RECLAIM=$2 \
+		"$OVL" -o "lowerdir=$T/big,upperdir=$T/u,workdir=$T/w,pidfile=$T/w.pid" "$T/m"
+}
+
+# The daemon's open fds.
+fd_count() {
+	ls "/proc/$1/fd" | wc -l
+}
+
+# Write the largest fd count of daemon $1 to file $2 every 50 ms, until
+# file $3 exists.
+fd_watch() {
+	local max=0 n
+	while [ ! -e "$3" ]; do
+		n=$(fd_count "$1" 2>/dev/null) || break
+		[ "$n" -gt "$max" ] && max=$n && echo "$max" >"$2"
+		sleep 0.05
+	done
+}
+
+@test "reclaim: walks and an untar stay within the node budget, the view as the kernel's" {
+	mk_tree "$T/big" 30 200
+	mk_tree "$T/tsrc/x" 25 200
+	tar -C "$T/tsrc" -cf "$T/t.tar" x
+	mkdir -p "$T/km" "$T/ku" "$T/kw"
+	mount -t overlay overlay -o "lowerdir=$T/big,upperdir=$T/ku,workdir=$T/kw" "$T/km"
+	(cd "$T/km" && find . -printf '%p %s %m %u %y %n\n' | LC_ALL=C sort) >"$T/k.find"
+	umount "$T/km"
+	[ "$(wc -l <"$T/k.find")" -gt 6000 ] || fail "the kernel showed $(wc -l <"$T/k.find") names"
+	fmount_big 2000 prune
+	pid=$(cat "$T/w.pid")
+	fd_watch "$pid" "$T/max" "$T/stop" &
+	watcher=$!
+	for i in 1 2; do
+		(cd "$T/m" && find . -printf '%p %s %m %u %y %n\n' | LC_ALL=C sort) >"$T/f.find" ||
+			fail "walk $i failed"
+		diff -u "$T/k.find" "$T/f.find" >/dev/null || fail "walk $i: $(diff "$T/k.find" "$T/f.find" | head)"
+	done
+	after_walk=$(fd_count "$pid")
+	tar -C "$T/m" -xf "$T/t.tar" || fail "untar failed"
+	diff -r "$T/tsrc/x" "$T/m/x" || fail "the untarred tree differs"
+	[ "$(find "$T/u/x" -type f | wc -l)" = 5000 ] || fail "the upper holds $(find "$T/u/x" -type f | wc -l) files"
+	touch "$T/stop"
+	wait "$watcher"
+	max=$(cat "$T/max")
+	[ "$after_walk" -lt 2100 ] || fail "$after_walk fds after the walks"
+	[ "$max" -lt 3000 ] || fail "up to $max fds"
+	fumount "$T/m" "$T/w"
+}
+
+@test "reclaim: open files, a cwd and mounts inside the view survive it" {
+	mk_tree "$T/big" 12 100
+	echo hostfile >"$T/hostfile"
+	for mode in prune inval; do
+		fmount_big 500 "$mode"
+		pid=$(cat "$T/w.pid")
+		exec {held}<"$T/m/d1/f7" # bats keeps fd 3
+		mount -t tmpfs tmpfs "$T/m/d2"
+		echo on-tmpfs >"$T/m/d2/t"
+		mount --bind "$T/hostfile" "$T/m/d4/f2"
+		cd "$T/m/d3"
+		find "$T/m" -printf '%s %m %u\n' >/dev/null || fail "$mode: walk"
+		find "$T/m" -printf '%s %m %u\n' >/dev/null || fail "$mode: second walk"
+		n=$(fd_count "$pid")
+		[ "$n" -lt 600 ] || fail "$mode: $n fds after the walks"
+		[ "$(cat <&"$held")" = "$(cat "$T/big/d1/f7")" ] || fail "$mode: the open file reads wrong"
+		[ "$(cat "$T/m/d1/f7")" = "$(cat "$T/big/d1/f7")" ] || fail "$mode: d1/f7 reads wrong"
+		[ "$(/bin/pwd)" = "$T/m/d3" ] || fail "$mode: getcwd: $(/bin/pwd 2>&1)"
+		[ "$(cat f9)" = "$(cat "$T/big/d3/f9")" ] || fail "$mode: relative read in the cwd"
+		echo new >new || fail "$mode: create in the cwd"
+		[ "$(ls | wc -l)" = 101 ] || fail "$mode: the cwd lists $(ls | wc -l)"
+		cd /
+		[ "$(cat "$T/m/d2/t")" = on-tmpfs ] || fail "$mode: the tmpfs on d2 went"
+		[ "$(cat "$T/m/d4/f2")" = hostfile ] || fail "$mode: the bind on d4/f2 went"
+		exec {held}<&-
+		umount "$T/m/d4/f2" "$T/m/d2"
+		fumount "$T/m" "$T/w"
+		[ "$(cat "$T/u/d3/new")" = new ] || fail "$mode: new is not in the upper"
+		rm -rf "$T/u" "$T/w"
+	done
+}

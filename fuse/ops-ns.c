@@ -298,63 +298,6 @@ static void drop_name(struct ovl_fs *fs, struct ovl_node *parent, const char *na
 	}
 }
 
-/* Remove non-directory `name` from the merged view. */
-static int do_unlink(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
-{
-	_cleanup_close_ int upfd = -1;
-	struct ovl_hit h;
-	int lower, r;
-
-	if (!node_live(parent))
-		return -ENOENT;
-	r = layer_lookup(fs, parent, name, &h);
-	if (r < 0)
-		return r;
-	if (!h.found)
-		return -ENOENT;
-	if (S_ISDIR(h.type))
-		return -EISDIR;
-	lower = layer_lower_has(fs, parent, name);
-	if (lower < 0)
-		return lower;
-	r = copyup_node(fs, parent);
-	if (r < 0)
-		return r;
-	upfd = upper_dir_fd(fs, parent);
-	if (upfd < 0)
-		return upfd;
-	if (lower)
-		r = layer_make_whiteout(fs, upfd, name);
-	else
-		r = unlinkat(upfd, name, 0) < 0 ? -errno : 0;
-	if (r == 0)
-		drop_name(fs, parent, name);
-	return r;
-}
-
-/* Answer a request that removes parent/name with fn, run under the
- * tree's write lock (EROFS on a read-only mount). */
-static void reply_remove(fuse_req_t req, fuse_ino_t parent, const char *name,
-			 int (*fn)(struct ovl_fs *fs, struct ovl_node *parent, const char *name))
-{
-	struct ovl_fs *fs = req_fs(req);
-	int r;
-
-	if (fs->readonly) {
-		(void)fuse_reply_err(req, EROFS);
-		return;
-	}
-	tree_wrlock(fs);
-	r = fn(fs, node_of(fs, parent), name);
-	tree_unlock(fs);
-	(void)fuse_reply_err(req, -r);
-}
-
-void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	reply_remove(req, parent, name, do_unlink);
-}
-
 /* A transient node for parent/name as hit h shows it (for listing). */
 static void stack_node(struct ovl_node *n, struct ovl_node *parent, const char *name,
 		       const struct ovl_hit *h)
@@ -367,6 +310,53 @@ static void stack_node(struct ovl_node *n, struct ovl_node *parent, const char *
 	n->type = h->type;
 	n->layer = h->layer;
 	n->last = h->last;
+}
+
+/* Look `name` up in `parent`, which must be live and show it: -ENOENT
+ * otherwise. 0 or -errno. */
+static int lookup_shown(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+			struct ovl_hit *h)
+{
+	int r;
+
+	if (!node_live(parent))
+		return -ENOENT;
+	r = layer_lookup(fs, parent, name, h);
+	if (r < 0)
+		return r;
+	return h->found ? 0 : -ENOENT;
+}
+
+/* The checks and the copy-up that removing parent/name needs, for unlink
+ * (!dir) and rmdir (dir: it must be empty in the merged view). Whether a
+ * lower shows the name (so that a whiteout must take its place) in
+ * *lower. Returns the upper parent's fd or -errno. */
+static int remove_prepare(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir,
+			  struct ovl_hit *h, int *lower)
+{
+	struct ovl_node child;
+	int r;
+
+	r = lookup_shown(fs, parent, name, h);
+	if (r < 0)
+		return r;
+	if (!dir && S_ISDIR(h->type))
+		return -EISDIR;
+	if (dir && !S_ISDIR(h->type))
+		return -ENOTDIR;
+	if (dir) {
+		stack_node(&child, parent, name, h);
+		r = dir_check_empty(fs, &child);
+		if (r < 0)
+			return r;
+	}
+	*lower = layer_lower_has(fs, parent, name);
+	if (*lower < 0)
+		return *lower;
+	r = copyup_node(fs, parent);
+	if (r < 0)
+		return r;
+	return upper_dir_fd(fs, parent);
 }
 
 /* Take the upper directory upfd/name out of the merged view. It is
@@ -414,65 +404,94 @@ static int remove_upper_dir(struct ovl_fs *fs, int upfd, const char *name, bool 
 	return r;
 }
 
-/* Remove directory `name`, empty in the merged view. */
-static int do_rmdir(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+/* Remove `name` from the merged view: a non-directory (unlink), or a
+ * directory empty in the merged view (rmdir, `dir`). A whiteout takes its
+ * place where a lower shows it. */
+static int do_remove(struct ovl_fs *fs, struct ovl_node *parent, const char *name, bool dir)
 {
 	_cleanup_close_ int upfd = -1;
-	struct ovl_node child;
 	struct ovl_hit h;
 	int lower, r;
 
-	if (!node_live(parent))
-		return -ENOENT;
-	r = layer_lookup(fs, parent, name, &h);
-	if (r < 0)
-		return r;
-	if (!h.found)
-		return -ENOENT;
-	if (!S_ISDIR(h.type))
-		return -ENOTDIR;
-	stack_node(&child, parent, name, &h);
-	r = dir_check_empty(fs, &child);
-	if (r < 0)
-		return r;
-	lower = layer_lower_has(fs, parent, name);
-	if (lower < 0)
-		return lower;
-	r = copyup_node(fs, parent);
-	if (r < 0)
-		return r;
-	upfd = upper_dir_fd(fs, parent);
+	upfd = remove_prepare(fs, parent, name, dir, &h, &lower);
 	if (upfd < 0)
 		return upfd;
-	if (h.layer == OVL_UPPER)
+	if (dir && h.layer == OVL_UPPER)
 		r = remove_upper_dir(fs, upfd, name, lower);
-	else
+	else if (dir || lower)
 		r = layer_make_whiteout(fs, upfd, name);
+	else
+		r = unlinkat(upfd, name, 0) < 0 ? -errno : 0;
 	if (r == 0)
 		drop_name(fs, parent, name);
 	return r;
 }
 
-void ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* Answer a request that removes parent/name, run under the tree's write
+ * lock (EROFS on a read-only mount). */
+static void reply_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
 {
-	reply_remove(req, parent, name, do_rmdir);
+	struct ovl_fs *fs = req_fs(req);
+	int r;
+
+	if (fs->readonly) {
+		(void)fuse_reply_err(req, EROFS);
+		return;
+	}
+	tree_wrlock(fs);
+	r = do_remove(fs, node_of(fs, parent), name, dir);
+	tree_unlock(fs);
+	(void)fuse_reply_err(req, -r);
 }
 
-/* Everything one rename needs to know. */
-struct ren {
-	struct ovl_node *op, *np;       /* old and new parents */
-	const char *oname, *nname;
-	struct ovl_hit src, dst;
-	struct ovl_node *sn;            /* the source's node (pinned) or NULL */
+void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	reply_remove(req, parent, name, false);
+}
+
+void ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	reply_remove(req, parent, name, true);
+}
+
+/* One name a rename acts on: where it is, what shows there, its node. */
+struct ren_end {
+	struct ovl_node *parent;
+	const char *name;
+	struct ovl_hit hit;
+	struct ovl_node *node;          /* its node (pinned) or NULL */
 	struct ovl_node stack;          /* stands for it when the kernel has none */
 	bool tree;                      /* a directory with lower parts */
-	bool whiteout;                  /* the old name needs a whiteout */
 	bool opaque;                    /* the moved directory must be opaque */
+};
+
+/* Everything one rename needs to know: the source moves to the
+ * destination's name (or, for an exchange, each to the other's). */
+struct ren {
+	struct ren_end src, dst;
+	bool whiteout;                  /* the old name needs a whiteout */
 	int dst_up;                     /* what the upper has at the new name */
 };
 
 /* UP_WHFILE: nothing at the name, but its file-form whiteout. */
 enum { UP_NONE, UP_WHITEOUT, UP_WHFILE, UP_DIR, UP_OTHER };
+
+/* Look both names up: the source must show (ENOENT), and so must the
+ * destination of an exchange. 0 or -errno. */
+static int ren_lookup(struct ovl_fs *fs, struct ren *x, bool xchg)
+{
+	int r;
+
+	if (!node_live(x->dst.parent))
+		return -ENOENT;
+	r = lookup_shown(fs, x->src.parent, x->src.name, &x->src.hit);
+	if (r < 0)
+		return r;
+	r = layer_lookup(fs, x->dst.parent, x->dst.name, &x->dst.hit);
+	if (r < 0)
+		return r;
+	return xchg && !x->dst.hit.found ? -ENOENT : 0;
+}
 
 /* The refusals of rename, in the order the kernel checks them. */
 static int ren_check(struct ovl_fs *fs, struct ren *x, unsigned int flags)
@@ -480,73 +499,84 @@ static int ren_check(struct ovl_fs *fs, struct ren *x, unsigned int flags)
 	struct ovl_node dn;
 	int r;
 
-	if (!node_live(x->op) || !node_live(x->np))
-		return -ENOENT;
-	r = layer_lookup(fs, x->op, x->oname, &x->src);
-	if (r < 0)
+	r = ren_lookup(fs, x, false);
+	if (r < 0 || !x->dst.hit.found)
 		return r;
-	if (!x->src.found)
-		return -ENOENT;
-	r = layer_lookup(fs, x->np, x->nname, &x->dst);
-	if (r < 0)
-		return r;
-	if (!x->dst.found)
-		return 0;
 	if (flags & RENAME_NOREPLACE)
 		return -EEXIST;
-	if (S_ISDIR(x->src.type) && !S_ISDIR(x->dst.type))
+	if (S_ISDIR(x->src.hit.type) && !S_ISDIR(x->dst.hit.type))
 		return -ENOTDIR;
-	if (!S_ISDIR(x->src.type) && S_ISDIR(x->dst.type))
+	if (!S_ISDIR(x->src.hit.type) && S_ISDIR(x->dst.hit.type))
 		return -EISDIR;
-	if (S_ISDIR(x->dst.type)) {
-		stack_node(&dn, x->np, x->nname, &x->dst);
+	if (S_ISDIR(x->dst.hit.type)) {
+		stack_node(&dn, x->dst.parent, x->dst.name, &x->dst.hit);
 		return dir_check_empty(fs, &dn);
 	}
 	return 0;
 }
 
-/* Bring the source (its whole tree for a directory with lower parts)
- * and the new parent into the upper; decide whiteout and opaque. */
+/* A tree copied up (maybe half way) or moved: the known nodes below it
+ * follow (with no node, none is below). */
+static void ren_end_refresh(struct ovl_fs *fs, struct ren_end *e)
+{
+	if (e->tree && e->node)
+		node_refresh_below(fs, e->node);
+}
+
+/* Bring the object of end e into the upper: a directory with lower parts
+ * with its whole tree, which is then moved as a whole (never EXDEV). On
+ * failure part of the tree may be in the upper: the caller refreshes. */
+static int ren_end_copyup(struct ovl_fs *fs, struct ren_end *e)
+{
+	e->node = node_find(fs, e->parent, e->name);
+	if (!e->node)
+		stack_node(&e->stack, e->parent, e->name, &e->hit);
+	e->tree = S_ISDIR(e->hit.type) && (e->hit.layer > OVL_UPPER || e->hit.last > OVL_UPPER);
+	return e->tree ? copyup_tree(fs, e->node ? e->node : &e->stack)
+		       : copyup_node(fs, e->node ? e->node : &e->stack);
+}
+
+/* Must the directory of end e be opaque once it has the name `to` has?
+ * A copied tree hides what lowers have at the new name; a pure upper
+ * directory moved into a merged one is made opaque, as the kernel does.
+ * 1, 0 or -errno. */
+static int ren_end_opaque(struct ovl_fs *fs, const struct ren_end *e, const struct ren_end *to)
+{
+	int r = layer_lower_has(fs, to->parent, to->name);
+
+	if (r < 0)
+		return r;
+	return r || (!e->tree && to->parent->last > OVL_UPPER);
+}
+
+/* Bring the source and the new parent into the upper; decide whiteout
+ * and opaque. */
 static int ren_prepare(struct ovl_fs *fs, struct ren *x, int nfd)
 {
 	struct stat st;
 	int r;
 
-	x->sn = node_find(fs, x->op, x->oname);
-	if (!x->sn)
-		stack_node(&x->stack, x->op, x->oname, &x->src);
-	x->tree = S_ISDIR(x->src.type) && (x->src.layer > OVL_UPPER || x->src.last > OVL_UPPER);
-	r = x->tree ? copyup_tree(fs, x->sn ? x->sn : &x->stack)
-		    : copyup_node(fs, x->sn ? x->sn : &x->stack);
-	if (r < 0) {
-		/* part of the tree may be in the upper now: the known nodes
-		 * below the source follow (with no node, none is below) */
-		if (x->tree && x->sn)
-			node_refresh_below(fs, x->sn);
+	r = ren_end_copyup(fs, &x->src);
+	if (r < 0)
 		return r;
-	}
-	r = layer_lower_has(fs, x->op, x->oname);
+	r = layer_lower_has(fs, x->src.parent, x->src.name);
 	if (r < 0)
 		return r;
 	x->whiteout = r;
-	if (fstatat(nfd, x->nname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	if (fstatat(nfd, x->dst.name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno != ENOENT)
 			return -errno;
-		x->dst_up = layer_wh_read(fs) && layer_has_wh_file(nfd, x->nname) ? UP_WHFILE
-										  : UP_NONE;
+		x->dst_up = layer_wh_read(fs) && layer_has_wh_file(nfd, x->dst.name) ? UP_WHFILE
+										    : UP_NONE;
 	} else {
 		x->dst_up = stat_is_whiteout(&st) ? UP_WHITEOUT
 			    : S_ISDIR(st.st_mode) ? UP_DIR : UP_OTHER;
 	}
-	if (S_ISDIR(x->src.type)) {
-		r = layer_lower_has(fs, x->np, x->nname);
+	if (S_ISDIR(x->src.hit.type)) {
+		r = ren_end_opaque(fs, &x->src, &x->dst);
 		if (r < 0)
 			return r;
-		/* a copied tree hides what lowers have at the new name; a pure
-		 * upper directory moved into a merged one is made opaque, as
-		 * the kernel does */
-		x->opaque = r || x->dst_up == UP_WHITEOUT || x->dst_up == UP_WHFILE ||
-			    (!x->tree && x->np->last > OVL_UPPER);
+		x->src.opaque = r || x->dst_up == UP_WHITEOUT || x->dst_up == UP_WHFILE;
 	}
 	return 0;
 }
@@ -555,25 +585,33 @@ static int ren_prepare(struct ovl_fs *fs, struct ren *x, int nfd)
  * leaving a kernel whiteout at the old name when `kwh`. */
 static int ren_swap(struct ovl_fs *fs, struct ren *x, int ofd, int nfd, bool kwh)
 {
+	const char *oname = x->src.name, *nname = x->dst.name;
 	unsigned int f;
 
-	if (x->dst_up == UP_WHITEOUT && S_ISDIR(x->src.type)) {
-		if (renameat2(ofd, x->oname, nfd, x->nname, RENAME_EXCHANGE) < 0)
+	if (x->dst_up == UP_WHITEOUT && S_ISDIR(x->src.hit.type)) {
+		if (renameat2(ofd, oname, nfd, nname, RENAME_EXCHANGE) < 0)
 			return -errno;
 		if (!kwh)
-			(void)unlinkat(ofd, x->oname, 0);
+			(void)unlinkat(ofd, oname, 0);
 		return 0;
 	}
 	f = (x->dst_up == UP_NONE || x->dst_up == UP_WHFILE ? RENAME_NOREPLACE : 0) |
 	    (kwh ? RENAME_WHITEOUT : 0);
-	if (renameat2(ofd, x->oname, nfd, x->nname, f) == 0)
+	if (renameat2(ofd, oname, nfd, nname, f) == 0)
 		return 0;
 	if ((errno != EINVAL && errno != EPERM) || !kwh)
 		return -errno;
 	/* no RENAME_WHITEOUT on this filesystem */
-	if (renameat2(ofd, x->oname, nfd, x->nname, f & ~RENAME_WHITEOUT) < 0)
+	if (renameat2(ofd, oname, nfd, nname, f & ~RENAME_WHITEOUT) < 0)
 		return -errno;
-	return layer_make_whiteout(fs, ofd, x->oname);
+	return layer_make_whiteout(fs, ofd, oname);
+}
+
+/* Mark the directory of end e, in upper directory dfd, opaque when it
+ * must be. 0 or -errno. */
+static int ren_end_mark(struct ovl_fs *fs, const struct ren_end *e, int dfd)
+{
+	return e->opaque ? layer_set_opaque(fs, dfd, e->name, true) : 0;
 }
 
 /* Move the upper source into place. A file-form whiteout of the old name
@@ -583,53 +621,52 @@ static int ren_move(struct ovl_fs *fs, struct ren *x, int ofd, int nfd)
 	bool whf = x->whiteout && fs->wh_files;
 	int r;
 
-	if (x->opaque) {
-		r = layer_set_opaque(fs, ofd, x->oname, true);
-		if (r < 0)
-			return r;
-	}
+	r = ren_end_mark(fs, &x->src, ofd);
+	if (r < 0)
+		return r;
 	if (x->dst_up == UP_DIR) {
 		/* only whiteouts in it, and maybe an opaque mark */
-		r = copyup_clean_tree(fs, nfd, x->nname, false);
+		r = copyup_clean_tree(fs, nfd, x->dst.name, false);
 		if (r < 0)
 			return r;
 	}
 	if (whf) {
-		r = layer_wh_file_make(ofd, x->oname);
+		r = layer_wh_file_make(ofd, x->src.name);
 		if (r < 0)
 			return r;
 	}
 	r = ren_swap(fs, x, ofd, nfd, x->whiteout && !whf);
 	if (r < 0) {
 		if (whf)
-			(void)layer_wh_file_drop(ofd, x->oname);
+			(void)layer_wh_file_drop(ofd, x->src.name);
 		return r;
 	}
 	if (x->dst_up == UP_WHFILE)
-		(void)layer_wh_file_drop(nfd, x->nname);
+		(void)layer_wh_file_drop(nfd, x->dst.name);
 	return 0;
 }
 
-/* After the move: the nodes follow the names. */
-static void ren_nodes(struct ovl_fs *fs, struct ren *x, int nfd)
+/* After the move: end e's object has the name `to` had, in upper
+ * directory dfd. A moved tree loses the whiteouts and inner opaque marks
+ * it no longer needs; its node follows the name. */
+static void ren_end_follow(struct ovl_fs *fs, struct ren_end *e, const struct ren_end *to, int dfd)
 {
 	struct ovl_hit h;
 
-	if (x->tree)
-		(void)copyup_clean_tree(fs, nfd, x->nname, true);
-	drop_name(fs, x->np, x->nname);
-	if (!x->sn)
+	if (e->tree)
+		(void)copyup_clean_tree(fs, dfd, to->name, true);
+	if (!e->node)
 		return;
-	if (node_move(fs, x->sn, x->np, x->nname) < 0) {
-		node_unhash(fs, x->sn);
+	if (node_move(fs, e->node, to->parent, to->name) < 0) {
+		node_unhash(fs, e->node);
 		return;
 	}
-	if (layer_lookup(fs, x->np, x->nname, &h) == 0 && h.found) {
-		x->sn->layer = h.layer;
-		x->sn->last = h.last;
+	if (layer_lookup(fs, to->parent, to->name, &h) == 0 && h.found) {
+		e->node->layer = h.layer;
+		e->node->last = h.last;
 	}
-	if (S_ISDIR(x->src.type))
-		node_refresh_below(fs, x->sn);
+	if (S_ISDIR(e->hit.type))
+		node_refresh_below(fs, e->node);
 }
 
 static int do_rename(struct ovl_fs *fs, struct ren *x, unsigned int flags)
@@ -640,38 +677,139 @@ static int do_rename(struct ovl_fs *fs, struct ren *x, unsigned int flags)
 	r = ren_check(fs, x, flags);
 	if (r < 0)
 		return r;
-	r = copyup_node(fs, x->np);
+	r = copyup_node(fs, x->dst.parent);
 	if (r < 0)
 		return r;
-	nfd = upper_dir_fd(fs, x->np);
+	nfd = upper_dir_fd(fs, x->dst.parent);
 	if (nfd < 0)
 		return nfd;
 	r = ren_prepare(fs, x, nfd);
-	if (r < 0)
-		return r;
-	ofd = upper_dir_fd(fs, x->op);
-	r = ofd < 0 ? ofd : ren_move(fs, x, ofd, nfd);
+	if (r == 0) {
+		ofd = upper_dir_fd(fs, x->src.parent);
+		r = ofd < 0 ? ofd : ren_move(fs, x, ofd, nfd);
+	}
 	if (r < 0) {
 		/* not moved, but maybe copied up: the nodes below follow */
-		if (x->tree && x->sn)
-			node_refresh_below(fs, x->sn);
+		ren_end_refresh(fs, &x->src);
 		return r;
 	}
-	ren_nodes(fs, x, nfd);
+	/* the replaced name's node goes before the source's takes its name */
+	drop_name(fs, x->dst.parent, x->dst.name);
+	ren_end_follow(fs, &x->src, &x->dst, nfd);
+	return 0;
+}
+
+/* Is live directory node `dir` the name of end e, or below it? */
+static bool ren_end_holds(const struct ren_end *e, const struct ovl_node *dir)
+{
+	for (; dir->parent; dir = dir->parent)
+		if (dir->parent == e->parent && !strcmp(dir->name, e->name))
+			return true;
+	return false;
+}
+
+/* The refusals of RENAME_EXCHANGE, in the order the kernel checks them:
+ * both names must show (ENOENT), and neither may be a directory holding
+ * the other (EINVAL). 1 when the two are one name: nothing to do. */
+static int xchg_check(struct ovl_fs *fs, struct ren *x)
+{
+	int r;
+
+	r = ren_lookup(fs, x, true);
+	if (r < 0)
+		return r;
+	if (x->src.parent == x->dst.parent && !strcmp(x->src.name, x->dst.name))
+		return 1;
+	if (ren_end_holds(&x->src, x->dst.parent) || ren_end_holds(&x->dst, x->src.parent))
+		return -EINVAL;
+	return 0;
+}
+
+/* Bring both ends into the upper (a directory with lower parts with its
+ * tree, as rename does) and decide which directory must be opaque at the
+ * other's name. No whiteout is needed: both names still show something. */
+static int xchg_prepare(struct ovl_fs *fs, struct ren *x)
+{
+	int r;
+
+	r = ren_end_copyup(fs, &x->src);
+	if (r < 0)
+		return r;
+	r = ren_end_copyup(fs, &x->dst);
+	if (r < 0)
+		return r;
+	if (S_ISDIR(x->src.hit.type)) {
+		r = ren_end_opaque(fs, &x->src, &x->dst);
+		if (r < 0)
+			return r;
+		x->src.opaque = r;
+	}
+	if (S_ISDIR(x->dst.hit.type)) {
+		r = ren_end_opaque(fs, &x->dst, &x->src);
+		if (r < 0)
+			return r;
+		x->dst.opaque = r;
+	}
+	return 0;
+}
+
+/* Swap the two upper objects, each directory marked opaque first where it
+ * must be (that shows nothing new at its old name: a copied tree already
+ * holds all the lowers showed there). */
+static int xchg_move(struct ovl_fs *fs, struct ren *x, int ofd, int nfd)
+{
+	int r;
+
+	r = ren_end_mark(fs, &x->src, ofd);
+	if (r == 0)
+		r = ren_end_mark(fs, &x->dst, nfd);
+	if (r == 0 && renameat2(ofd, x->src.name, nfd, x->dst.name, RENAME_EXCHANGE) < 0)
+		r = -errno;
+	return r;
+}
+
+/* renameat2(RENAME_EXCHANGE): both names stay, each showing what the
+ * other showed. Copy-up works as for rename; then one atomic exchange in
+ * the upper, and each node follows its object to the other name. */
+static int do_exchange(struct ovl_fs *fs, struct ren *x)
+{
+	_cleanup_close_ int ofd = -1, nfd = -1;
+	int r;
+
+	r = xchg_check(fs, x);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	r = xchg_prepare(fs, x);
+	if (r == 0) {
+		ofd = upper_dir_fd(fs, x->src.parent);
+		nfd = upper_dir_fd(fs, x->dst.parent);
+		r = ofd < 0 ? ofd : nfd < 0 ? nfd : xchg_move(fs, x, ofd, nfd);
+	}
+	if (r < 0) {
+		ren_end_refresh(fs, &x->src);
+		ren_end_refresh(fs, &x->dst);
+		return r;
+	}
+	ren_end_follow(fs, &x->src, &x->dst, nfd);
+	ren_end_follow(fs, &x->dst, &x->src, ofd);
 	return 0;
 }
 
 /* rename: files and directories, lower ones included (a directory with
- * lower parts is copied up with its tree first: never EXDEV).
- * RENAME_EXCHANGE is refused with EINVAL. */
+ * lower parts is copied up with its tree first: never EXDEV), and
+ * RENAME_EXCHANGE of any two names that show. Other flags (RENAME_WHITEOUT)
+ * are refused with EINVAL, as the kernel's overlayfs does. */
 void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 	       const char *newname, unsigned int flags)
 {
 	struct ovl_fs *fs = req_fs(req);
+	bool xchg = flags & RENAME_EXCHANGE;
 	struct ren x = { 0 };
 	int r;
 
-	if ((flags & ~RENAME_NOREPLACE) || layer_name_reserved(newname)) {
+	/* an exchange makes no name: a reserved one never shows (ENOENT) */
+	if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) ||
+	    (xchg && (flags & RENAME_NOREPLACE)) || (!xchg && layer_name_reserved(newname))) {
 		(void)fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -679,13 +817,14 @@ void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 		(void)fuse_reply_err(req, EROFS);
 		return;
 	}
-	x.op = node_of(fs, parent);
-	x.np = node_of(fs, newparent);
-	x.oname = name;
-	x.nname = newname;
+	x.src.parent = node_of(fs, parent);
+	x.dst.parent = node_of(fs, newparent);
+	x.src.name = name;
+	x.dst.name = newname;
 	tree_wrlock(fs);
-	r = do_rename(fs, &x, flags);
-	node_put(fs, x.sn);
+	r = xchg ? do_exchange(fs, &x) : do_rename(fs, &x, flags);
+	node_put(fs, x.src.node);
+	node_put(fs, x.dst.node);
 	tree_unlock(fs);
 	(void)fuse_reply_err(req, -r);
 }

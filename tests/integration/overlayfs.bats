@@ -65,6 +65,20 @@ mk_lowers() {
 	printf 'y' >"$b/lowx2"
 	setfattr -n user.keep -v k "$b/lowx2"
 	mkfifo "$b/fifo0"
+	# for the exchanges (renameat2 RENAME_EXCHANGE) of ops_script
+	mkdir -p "$b/xchg/d1/s" "$b/xchg/d2" "$b/xchg/d3" "$b/xchg/m1" "$b/xchg/p1/d4" "$b/xchg/p2/q"
+	for f in f1 f2 f3 f4 f5 f6 f7 f8; do echo "$f" >"$b/xchg/$f"; done
+	echo a >"$b/xchg/d1/a"
+	echo b >"$b/xchg/d1/s/b"
+	ln -s a "$b/xchg/d1/sl"
+	echo c >"$b/xchg/d2/c"
+	setfattr -n user.d -v 2 "$b/xchg/d2"
+	echo e >"$b/xchg/d3/e"
+	chown -R 1000:1000 "$b/xchg/d3"
+	echo x >"$b/xchg/m1/x"
+	echo pf >"$b/xchg/p1/pf"
+	echo h >"$b/xchg/p1/d4/h"
+	echo q >"$b/xchg/p2/q/q"
 	# the top layer
 	mkdir -p "$a/dboth/sub" "$a/dtop"
 	echo both-top >"$a/dboth/ft"
@@ -75,6 +89,10 @@ mk_lowers() {
 	echo hidden-top >"$a/hidden"
 	ln -s l1file "$a/l1link"
 	chown -R 1000:1000 "$a/dtop"
+	mkdir -p "$a/xchg/m1"
+	echo y >"$a/xchg/m1/y"
+	echo top >"$a/xchg/top"
+	ln -s f1 "$a/xchg/sl"
 }
 
 # The ctool-overlayfs daemon over L1:L2 with upper U and work W on M
@@ -117,16 +135,66 @@ ovl_list() {
 
 # Drop trusted.overlay.origin from getfattr's output: the kernel's record
 # of the lower file a copy came from, which ctool-overlayfs does not
-# write. (Device nodes are listed without link counts above: the kernel
-# makes every whiteout a link of one shared inode.)
+# write; and trusted.overlay.impure, the kernel's mark on a directory that
+# such a copy was moved into (it tells readdir to read the origins).
+# (Device nodes are listed without link counts above: the kernel makes
+# every whiteout a link of one shared inode.)
 drop_origin() {
 	awk 'BEGIN { RS = ""; ORS = "\n\n" }
 	{
 		n = split($0, l, "\n"); out = l[1]; k = 0
 		for (i = 2; i <= n; i++)
-			if (l[i] !~ /^trusted\.overlay\.origin=/) { out = out "\n" l[i]; k++ }
+			if (l[i] !~ /^trusted\.overlay\.(origin|impure)=/) { out = out "\n" l[i]; k++ }
 		if (k) print out
 	}'
+}
+
+# exchange FLAGS OLD NEW: renameat2(OLD, NEW) with FLAGS made of x
+# (RENAME_EXCHANGE), n (RENAME_NOREPLACE) and w (RENAME_WHITEOUT). Says
+# nothing when it works, the errno's name when it fails.
+#
+# The kernel's overlayfs without redirect_dir refuses to move a directory
+# with lower parts (EXDEV), where ctool-overlayfs copies it up with its
+# tree and moves it, as for a plain rename. Like mv for a plain rename,
+# an exchange refused with EXDEV is then done by hand through a temp
+# name: the side the kernel can move is renamed first, and a directory
+# with lower parts is copied (mv's fallback) straight to its new name, so
+# that it is opaque only where a lower has that name (a copy renamed into
+# a merged directory would be made opaque by the kernel anyway). That
+# leaves the upper that ctool-overlayfs writes; it says "EXDEV: exchanged
+# by copying", which the differential test takes for success.
+exchange() {
+	python3 -c '
+import ctypes, errno, os, subprocess, sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+def rename2(a, b, flags=0):
+	if libc.renameat2(-100, a.encode(), -100, b.encode(), flags) == 0:
+		return 0
+	return ctypes.get_errno()
+
+def mv(a, b):
+	subprocess.run(["mv", "-T", a, b], check=True)
+
+flags = sum({"n": 1, "x": 2, "w": 4}[c] for c in sys.argv[1])
+a, b = sys.argv[2], sys.argv[3]
+e = rename2(a, b, flags)
+if e == errno.EXDEV and flags == 2:
+	tmp = os.path.join(os.path.dirname(a), ".xchg-tmp")
+	if rename2(a, tmp) == 0:
+		mv(b, a)
+		mv(tmp, b)
+	else:
+		if rename2(b, tmp) != 0:
+			mv(b, tmp)
+		mv(a, b)
+		mv(tmp, a)
+	print("EXDEV: exchanged by copying")
+elif e:
+	print(errno.errorcode[e])
+	sys.exit(1)
+' "$@"
 }
 
 # The scripted sequence, run in the merged root $1: every step prints its
@@ -182,6 +250,56 @@ ops_script() {
 	t rm -r a
 	t cat dboth2/fb dboth2/shared dlow2/deep/f cc/f
 	t ls -a dboth2
+	# renameat2(RENAME_EXCHANGE): the refusals first
+	cd xchg || return
+	t exchange x nope f1
+	t exchange x f1 nope
+	t rm f8
+	t exchange x f1 f8
+	t exchange x f1 f1
+	t exchange xn f1 f2
+	t exchange xw f1 f2
+	t exchange w f1 f9
+	t exchange x d1 d1/s
+	t exchange x d1/s/b d1
+	t mkdir -p ud/in/deep
+	t exchange x ud/in/deep ud
+	t exchange x ud ud/in
+	t cat f1 f2 d1/s/b
+	# files: lower ones of either layer, new, copied up, a symlink, and
+	# across directories
+	t exchange x f1 f2
+	t exchange x top f1
+	t sh -c 'echo u1 >u1; echo u2 >u2; echo u3 >p1/u3'
+	t exchange x f3 u1
+	t exchange x u1 u2
+	t sh -c 'echo more >>f4'
+	t exchange x f4 top
+	t exchange x sl f5
+	t exchange x f6 p1/pf
+	t exchange x p1/u3 p2/q/q
+	t cat f1 f2 f3 f4 f5 f6 top u1 u2 p1/pf p1/u3 p2/q/q
+	t readlink f5
+	# directories that only the upper has, with files and each other
+	t mkdir -p ua/sub ue p1/uc
+	t touch ua/sub/f ue/g
+	t exchange x ua f7
+	t exchange x p1/uc u2
+	t exchange x ud ue
+	t ls -R f7 ua u2 p1/uc ud ue
+	# directories with lower parts, copied up with their trees (see
+	# exchange above): with an upper file, a lower file, an upper
+	# directory, and a merged one (a name removed in it) with a lower one
+	# in another directory
+	t exchange x d1 u1
+	t exchange x d2 f1
+	t exchange x d3 ue
+	t rm m1/x
+	t exchange x m1 p1/d4
+	t ls -R d1 u1 d2 f1 d3 ue m1 p1/d4
+	t cat d1 d2 u1/a u1/s/b u1/sl f1/c ud/g ue/e m1/h p1/d4/y
+	t getfattr -n user.d f1
+	cd ..
 }
 
 # ---------------------------------------------------------------------------
@@ -320,11 +438,46 @@ ops_script() {
 	# refuses to rename a lower directory (EXDEV) and mv copies it instead,
 	# which words the same refusal differently; ctool-overlayfs renames it
 	sed -i "s/mv: inter-device move failed: \('[^']*'\) to \('[^']*'\); unable to remove target:/mv: cannot move \1 to \2:/" "$T/k.out"
+	# and so with RENAME_EXCHANGE, which the script's exchange() then does
+	# by hand (copying the directory as ctool-overlayfs copies it up): the
+	# kernel's EXDEV counts as the success that ctool-overlayfs answers
+	sed -i 's/^\(exchange x .*\) -> 0 EXDEV: exchanged by copying$/\1 -> 0 /' "$T/k.out"
 	diff -u "$T/k.out" "$T/f.out" || fail "the operations went differently"
 	diff -u "$T/k.view" "$T/f.view" || fail "the merged views differ"
 	ovl_list "$T/ku" >"$T/k.upper"
 	ovl_list "$T/fu" >"$T/f.upper"
 	diff -u "$T/k.upper" "$T/f.upper" || fail "the upper layers differ"
+}
+
+@test "RENAME_EXCHANGE: known names, the working directory and open files follow their objects" {
+	fmount "$T/m" "$T/u" "$T/w"
+	cd "$T/m/xchg"
+	[ "$(cat d1/s/b)" = b ] && [ "$(cat f2)" = f2 ] || fail "the lowers read wrong"
+	echo u >u
+	exec 6>>u 7<f3
+	# a lower directory known with its children, the working directory
+	# inside it, and a lower file
+	cd d1/s
+	exchange x "$T/m/xchg/d1" "$T/m/xchg/f2" || fail "exchange d1 f2"
+	[ "$(readlink /proc/self/cwd)" = "$T/m/xchg/f2/s" ] || fail "cwd: $(readlink /proc/self/cwd)"
+	[ "$(cat b)" = b ] && [ "$(cat ../a)" = a ] || fail "read through the working directory"
+	echo new >n
+	[ "$(cat "$T/u/xchg/f2/s/n")" = new ] || fail "made in the wrong directory"
+	cd "$T/m/xchg"
+	[ "$(cat d1)" = f2 ] && [ "$(cat f2/s/b f2/s/n | tr '\n' ' ')" = "b new " ] || fail "names"
+	[ ! -e d1/s ] && [ -d "$T/l2/xchg/d1/s" ] || fail "d1 still shows s"
+	# an open upper file and an open lower one (copied up by the exchange)
+	exchange x u f3 || fail "exchange u f3"
+	echo more >&6
+	[ "$(cat f3 | tr '\n' ' ')" = "u more " ] || fail "f3: $(cat f3)"
+	[ "$(cat <&7)" = f3 ] && [ "$(cat u)" = f3 ] || fail "u: $(cat u)"
+	exec 6>&- 7<&-
+	# and back again: the nodes swap once more
+	exchange x f3 u && exchange x f2 d1 || fail "the exchanges back"
+	[ "$(cat u | tr '\n' ' ')" = "u more " ] && [ "$(cat f3)" = f3 ] && [ "$(cat d1/s/b)" = b ] &&
+		[ "$(cat f2)" = f2 ] || fail "after the exchanges back"
+	cd /
+	fumount "$T/m" "$T/w"
 }
 
 # ---------------------------------------------------------------------------
@@ -506,9 +659,21 @@ wh_files_script() {
 	rmdir "$m/dtarget" || fail "rmdir of an opaque directory"
 	[ ! -e "$m/dtarget" ] && wh_file "$u/.wh.dtarget" && [ ! -e "$u/dtarget" ] ||
 		fail "dtarget: $(ls -a "$u")"
+	# exchanges: a lower directory and a lower file, a merged directory
+	# (a name removed in it) and a lower one elsewhere; the copied trees
+	# keep no whiteout, and are opaque where a lower has their new name
+	exchange x "$m/xchg/d2" "$m/xchg/f1" || fail "exchange of a lower directory and file"
+	[ "$(cat "$m/xchg/d2")" = f1 ] && [ "$(cat "$m/xchg/f1/c")" = c ] || fail "d2, f1 not exchanged"
+	upper_opaque "$u/xchg/f1" || fail "xchg/f1 is not opaque"
+	rm "$m/xchg/m1/x"
+	exchange x "$m/xchg/m1" "$m/xchg/p1/d4" || fail "exchange of a merged and a lower directory"
+	[ "$(ls "$m/xchg/m1" | tr '\n' ' ')" = "h " ] && [ "$(ls "$m/xchg/p1/d4" | tr '\n' ' ')" = "y " ] ||
+		fail "m1 holds $(ls "$m/xchg/m1"), p1/d4 $(ls "$m/xchg/p1/d4")"
+	upper_opaque "$u/xchg/m1" && upper_opaque "$u/xchg/p1/d4" || fail "m1, p1/d4 not opaque"
+	[ ! -e "$u/xchg/p1/d4/.wh.x" ] && [ ! -e "$u/xchg/p1/d4/x" ] || fail "p1/d4: $(ls -a "$u/xchg/p1/d4")"
 	# readdir hides them, and none can be made through the mount
 	[ -z "$(find "$m" -name '.wh.*')" ] || fail "listed: $(find "$m" -name '.wh.*')"
-	[ "$(LC_ALL=C ls "$m" | tr '\n' ' ')" = "dlow dnonempty dtop fifo0 hard1 hard2 hidden l1file l1link l2file l2only lowx lowx2 renamed " ] ||
+	[ "$(LC_ALL=C ls "$m" | tr '\n' ' ')" = "dlow dnonempty dtop fifo0 hard1 hard2 hidden l1file l1link l2file l2only lowx lowx2 renamed xchg " ] ||
 		fail "root holds: $(LC_ALL=C ls "$m" | tr '\n' ' ')"
 	run touch "$m/.wh.x"
 	[ "$status" -ne 0 ] && [ ! -e "$u/.wh.x" ] || fail "made .wh.x"

@@ -8,7 +8,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -16,6 +18,181 @@
 #include "ovl.h"
 
 #define COPY_CHUNK (1 << 20)
+
+/* The kernel's record of an origin, struct ovl_fb: version, magic, its
+ * length, flags, the handle type, the filesystem's uuid, the handle. */
+#define FB_VERSION 0
+#define FB_MAGIC 0xfb
+#define FB_BIG_ENDIAN 0x1
+#define FB_ANY_ENDIAN 0x2
+#define FB_PATH_UPPER 0x4
+#define FB_FLAGS (FB_BIG_ENDIAN | FB_ANY_ENDIAN | FB_PATH_UPPER)
+#define FB_UUID 5
+#define FB_HDR 21
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define FB_CPU_ENDIAN FB_BIG_ENDIAN
+#else
+#define FB_CPU_ENDIAN 0
+#endif
+
+/* The names of the origin and impure marks on this mount's upper. */
+static const char *origin_xattr(const struct ovl_fs *fs)
+{
+	return fs->own_marks ? OVL_XATTR_CTOOL_ORIGIN : OVL_XATTR_ORIGIN;
+}
+
+static const char *impure_xattr(const struct ovl_fs *fs)
+{
+	return fs->own_marks ? OVL_XATTR_CTOOL_IMPURE : OVL_XATTR_IMPURE;
+}
+
+/* A file handle with room for any. */
+union handle {
+	struct file_handle fh;
+	unsigned char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+};
+
+/* The kernel's origin record of src, in lower layer `layer`, into v:
+ * its length, 0 for the "null" origin the kernel records for a lower it
+ * cannot make handles of. */
+static size_t origin_encode(struct ovl_fs *fs, int layer, int src, unsigned char *v)
+{
+	union handle h;
+	int mnt;
+
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (!fs->layers[layer].handles ||
+	    name_to_handle_at(src, "", &h.fh, &mnt, AT_EMPTY_PATH) < 0)
+		return 0;
+	v[0] = FB_VERSION;
+	v[1] = FB_MAGIC;
+	v[2] = (unsigned char)(FB_HDR + h.fh.handle_bytes);
+	v[3] = FB_CPU_ENDIAN;
+	v[4] = (unsigned char)h.fh.handle_type;
+	memcpy(v + FB_UUID, fs->layers[layer].uuid, sizeof(fs->layers[layer].uuid));
+	memcpy(v + FB_HDR, h.fh.f_handle, h.fh.handle_bytes);
+	return v[2];
+}
+
+/* Record on the copy cfd (O_PATH, still in the workdir) that it was made
+ * from src, of stat st, in lower layer `layer`: as the kernel does, or
+ * with ctool's own mark where the upper refuses the kernel's. Returns
+ * the inode number the copy shows from now on: the origin's, or 0 (its
+ * own) when none could be recorded, as on the kernel's overlay. Never
+ * fails the copy. */
+static ino_t origin_set(struct ovl_fs *fs, int layer, int cfd, int src, const struct stat *st)
+{
+	unsigned char v[FB_HDR + MAX_HANDLE_SZ];
+	char p[32];
+	size_t len;
+
+	if (fs->own_marks)
+		len = (size_t)snprintf((char *)v, sizeof(v), "%ju", (uintmax_t)st->st_ino);
+	else
+		len = origin_encode(fs, layer, src, v);
+	if (setxattr(proc_fd_path(cfd, p), origin_xattr(fs), v, len, 0) < 0)
+		return 0;
+	return len ? st->st_ino : 0;
+}
+
+/* Is lower file ost kept in the index as upper file st? */
+static bool origin_indexed(struct ovl_fs *fs, const struct stat *ost, const struct stat *st)
+{
+	struct stat ist;
+	char idx[64];
+
+	if (!S_ISREG(ost->st_mode) || fs->indexfd < 0)
+		return false;
+	layer_index_name(ost->st_dev, ost->st_ino, idx);
+	return fstatat(fs->indexfd, idx, &ist, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       ist.st_dev == st->st_dev && ist.st_ino == st->st_ino;
+}
+
+/* Find the origin that record v (len bytes) names, in the lowers whose
+ * filesystem has the uuid it records, and return its inode number where
+ * the kernel shows it for upper object st: a directory, a file of one
+ * name; and, as the kernel does with its index, one that ctool's index
+ * keeps (one file under all its names). 0 when it shows its own. */
+static ino_t origin_decode(struct ovl_fs *fs, const unsigned char *v, size_t len,
+			   const struct stat *st)
+{
+	struct stat ost;
+	union handle h;
+	int i, fd, r;
+
+	if (len < FB_HDR || v[0] != FB_VERSION || v[1] != FB_MAGIC || v[2] != len ||
+	    (v[3] & ~FB_FLAGS) || (v[3] & FB_PATH_UPPER) ||
+	    (!(v[3] & FB_ANY_ENDIAN) && (v[3] & FB_BIG_ENDIAN) != FB_CPU_ENDIAN))
+		return 0;
+	h.fh.handle_bytes = (unsigned int)(len - FB_HDR);
+	h.fh.handle_type = v[4];
+	memcpy(h.fh.f_handle, v + FB_HDR, len - FB_HDR);
+	for (i = 1; i < fs->nlayers; i++) {
+		const struct ovl_layer *l = &fs->layers[i];
+
+		if (!l->handles || memcmp(l->uuid, v + FB_UUID, sizeof(l->uuid)))
+			continue;
+		fd = open_by_handle_at(l->hfd, &h.fh, O_PATH | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		r = fstat(fd, &ost);
+		(void)close(fd);
+		if (r < 0 || ((ost.st_mode ^ st->st_mode) & S_IFMT))
+			return 0;
+		if (S_ISDIR(ost.st_mode) || ost.st_nlink == 1 || origin_indexed(fs, &ost, st))
+			return ost.st_ino;
+		return 0;
+	}
+	return 0;
+}
+
+/* The inode number upper object fd (O_PATH), of stat st, shows: that of
+ * the copy-up origin it records (see origin_decode; ctool's own mark
+ * holds the number itself), or 0 for its own. An origin that is gone
+ * counts as none, as on the kernel's overlay. */
+ino_t copyup_origin_ino(struct ovl_fs *fs, int fd, const struct stat *st)
+{
+	unsigned char v[FB_HDR + MAX_HANDLE_SZ + 1];
+	char p[32];
+	ssize_t len;
+
+	len = getxattr(proc_fd_path(fd, p), origin_xattr(fs), v, sizeof(v) - 1);
+	if (len <= 0)
+		return 0;
+	if (!fs->own_marks)
+		return origin_decode(fs, v, (size_t)len, st);
+	v[len] = '\0';
+	return (ino_t)strtoull((const char *)v, NULL, 10);
+}
+
+/* Does upper directory fd (O_PATH) carry the impure mark? */
+bool copyup_read_impure(struct ovl_fs *fs, int fd)
+{
+	char p[32], v;
+
+	return getxattr(proc_fd_path(fd, p), impure_xattr(fs), &v, 1) == 1 && v == 'y';
+}
+
+/* Mark upper directory node `dir` impure, on disk and on the node, before
+ * a copy lands in it or one with an origin moves or is linked there, as
+ * the kernel does: lookups and listings there then read the origins.
+ * Tree lock held. Best effort: an upper that takes no xattrs records no
+ * origins either. */
+void copyup_mark_impure(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	_cleanup_close_ int pfd = -1, fd = -1;
+	const char *name;
+
+	if (node_impure(fs, dir))
+		return;
+	pfd = node_parent_fd(fs, dir, OVL_UPPER, &name);
+	if (pfd < 0)
+		return;
+	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fsetxattr(fd, impure_xattr(fs), "y", 1, 0) < 0)
+		return;
+	__atomic_store_n(&dir->impure, OVL_IMPURE_YES, __ATOMIC_RELAXED);
+}
 
 /* Copy every xattr but trusted.overlay.* from src to dst (fds of any
  * kind, O_PATH included). Attributes the upper cannot hold (security.*
@@ -239,21 +416,27 @@ static void tmp_drop(struct ovl_fs *fs, const char *tmp)
 }
 
 /* Copy a lower hard link through the index: copy once into
- * ctool-index/<dev-ino>, then link that into upfd/name. An O_PATH fd on
- * the copy in *ret_fd. 0 or -errno. */
+ * ctool-index/<dev-ino> (recording its origin there, for all its names),
+ * then link that into upfd/name. An O_PATH fd on the copy in *ret_fd,
+ * the inode number it shows in *ret_oino. 0 or -errno. */
 static int copy_indexed(struct ovl_fs *fs, struct ovl_node *n, const struct stat *st, int src,
-			int upfd, const char *name, int *ret_fd)
+			int upfd, const char *name, int *ret_fd, ino_t *ret_oino)
 {
 	dev_t dev = n->indexed ? n->ldev : st->st_dev;
 	ino_t ino = n->indexed ? n->lino : st->st_ino;
 	_cleanup_close_ int cfd = -1;
+	bool made = false;
 	char idx[64], tmp[64];
+	struct stat ist;
 	int r;
 
+	*ret_oino = n->oino;
 	layer_index_name(dev, ino, idx);
 	if (!n->indexed) {
 		(void)layer_tmp_name(fs, tmp);
 		r = copy_make(fs, tmp, st, src, &cfd);
+		if (r == 0)
+			*ret_oino = origin_set(fs, n->layer, cfd, src, st);
 		if (r == 0 && renameat2(fs->workfd, tmp, fs->indexfd, idx, RENAME_NOREPLACE) < 0)
 			r = -errno;
 		if (r < 0) {
@@ -261,21 +444,28 @@ static int copy_indexed(struct ovl_fs *fs, struct ovl_node *n, const struct stat
 			if (r != -EEXIST)
 				return r;
 		}
-		node_mark_indexed(fs, dev, ino);
+		made = r == 0;
 	}
 	if (linkat(fs->indexfd, idx, upfd, name, 0) < 0)
 		return -errno;
 	*ret_fd = openat(fs->indexfd, idx, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	return *ret_fd < 0 ? -errno : 0;
+	if (*ret_fd < 0)
+		return -errno;
+	/* one an earlier copy left: what it records */
+	if (!n->indexed && !made)
+		*ret_oino = fstat(*ret_fd, &ist) == 0 ? copyup_origin_ino(fs, *ret_fd, &ist) : 0;
+	if (!n->indexed)
+		node_mark_indexed(fs, dev, ino, *ret_oino);
+	return 0;
 }
 
 /* The upper already has n's name as n's type (a copy finished by an
  * earlier operation that failed later, before n heard of it): take it
  * as n's copy. 1 when taken, 0 when the upper has nothing there, or
  * -errno (-ESTALE when it has something else). */
-static int copy_adopt(struct ovl_node *n, int upfd, const char *name)
+static int copy_adopt(struct ovl_fs *fs, struct ovl_node *n, int upfd, const char *name)
 {
-	struct stat st;
+	struct stat st, lst;
 	int fd;
 
 	if (fstatat(upfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -285,6 +475,13 @@ static int copy_adopt(struct ovl_node *n, int upfd, const char *name)
 	fd = openat(upfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	/* a directory shows the one below that it merges with (n's), a
+	 * file the origin its copy records */
+	if (S_ISDIR(n->type))
+		n->oino = n->fd >= 0 && fstat(n->fd, &lst) == 0 ? lst.st_ino : 0;
+	else
+		n->oino = copyup_origin_ino(fs, fd, &st);
+	n->impure = OVL_IMPURE_UNKNOWN;
 	node_set_fd(n, fd);
 	n->layer = OVL_UPPER;
 	n->indexed = false;
@@ -306,6 +503,7 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	_cleanup_close_ int upfd = -1, src = -1, cfd = -1;
 	const char *name;
 	struct stat st;
+	ino_t oino = 0;
 	char tmp[64];
 	int r;
 
@@ -323,7 +521,7 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	upfd = node_parent_fd(fs, n, OVL_UPPER, &name);
 	if (upfd < 0)
 		return upfd;
-	r = copy_adopt(n, upfd, name);
+	r = copy_adopt(fs, n, upfd, name);
 	if (r > 0)
 		node_inval_dir(fs, n->parent);
 	if (r != 0)
@@ -335,13 +533,19 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 		return -errno;
 	if ((st.st_mode & S_IFMT) != n->type)
 		return -ESTALE;
+	/* before the copy shows there, as the kernel does */
+	copyup_mark_impure(fs, n->parent);
 	if (S_ISREG(st.st_mode) && fs->indexfd >= 0 && (n->indexed || st.st_nlink > 1)) {
-		r = copy_indexed(fs, n, &st, src, upfd, name, &cfd);
+		r = copy_indexed(fs, n, &st, src, upfd, name, &cfd, &oino);
 	} else {
 		if (empty && S_ISREG(st.st_mode))
 			st.st_size = 0;
 		(void)layer_tmp_name(fs, tmp);
 		r = copy_make(fs, tmp, &st, src, &cfd);
+		/* the kernel records no origin for one name of several: its
+		 * copy is another file */
+		if (r == 0 && (S_ISDIR(st.st_mode) || st.st_nlink == 1))
+			oino = origin_set(fs, n->layer, cfd, src, &st);
 		if (r == 0 && renameat2(fs->workfd, tmp, upfd, name, RENAME_NOREPLACE) < 0)
 			r = -errno;
 		if (r < 0)
@@ -352,8 +556,12 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	node_set_fd(n, TAKE_FD(cfd));
 	n->layer = OVL_UPPER;
 	n->indexed = false;
+	/* the inode number stays the lower's: a copied directory merges with
+	 * it, a file shows the origin it records */
+	n->oino = S_ISDIR(st.st_mode) ? st.st_ino : oino;
+	n->impure = OVL_IMPURE_NO;
 	/* its parent's listing, which the kernel may keep, shows its inode
-	 * number: now the copy's */
+	 * number: the copy's where no origin could be recorded */
 	node_inval_dir(fs, n->parent);
 	return 0;
 }
@@ -412,15 +620,10 @@ int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top)
 		if (r < 0)
 			return r;
 	}
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		r = -errno;
-		(void)close(fd);
+	r = layer_opendir(dfd, name, &d);
+	if (r < 0)
 		return r;
-	}
+	fd = dirfd(d);
 	while (r == 0 && (de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;

@@ -13,6 +13,7 @@ struct raw_ent {
 	ino_t ino;
 	unsigned char type;
 	bool whiteout;
+	int layer;
 };
 
 struct raw_list {
@@ -20,7 +21,8 @@ struct raw_list {
 	size_t count, cap;
 };
 
-static int raw_add(struct raw_list *l, const char *name, ino_t ino, unsigned char type, bool wh)
+static int raw_add(struct raw_list *l, const char *name, ino_t ino, unsigned char type, bool wh,
+		   int layer)
 {
 	if (l->count == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
@@ -37,6 +39,7 @@ static int raw_add(struct raw_list *l, const char *name, ino_t ino, unsigned cha
 	l->v[l->count].ino = ino;
 	l->v[l->count].type = type;
 	l->v[l->count].whiteout = wh;
+	l->v[l->count].layer = layer;
 	l->count++;
 	return 0;
 }
@@ -50,27 +53,23 @@ static void raw_free(struct raw_list *l)
 	free(l->v);
 }
 
-/* Append the entries of directory pfd (O_PATH) of one layer. A ".wh.NAME"
- * file is not listed but counts as a whiteout of NAME, after the layer's
- * own entries: NAME itself, when there too, wins (see layer_lookup). */
-static int read_layer(struct ovl_fs *fs, int pfd, struct raw_list *l)
+/* Append the entries of directory pfd (O_PATH) of layer `layer` to the
+ * raw_list arg (a layer_walk step). A ".wh.NAME" file is not listed but
+ * counts as a whiteout of NAME, after the layer's own entries: NAME
+ * itself, when there too, wins (see layer_lookup). 0 or -errno. */
+static int read_layer(struct ovl_fs *fs, int layer, int pfd, void *arg)
 {
-	struct raw_list whs = { 0 };
+	struct raw_list *l = arg, whs = { 0 };
 	struct dirent *de;
 	struct stat st;
 	size_t i;
 	DIR *d;
-	int fd, r = 0;
+	int fd, r;
 
-	fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		r = -errno;
-		(void)close(fd);
+	r = layer_opendir(pfd, ".", &d);
+	if (r < 0)
 		return r;
-	}
+	fd = dirfd(d);
 	while ((de = readdir(d))) {
 		bool wh = false;
 		unsigned char type = de->d_type;
@@ -82,7 +81,7 @@ static int read_layer(struct ovl_fs *fs, int pfd, struct raw_list *l)
 			layer_wh_seen(fs);
 			if (!name[0] || layer_name_reserved(name))
 				continue; /* ".wh..wh..opq" and the like */
-			r = raw_add(&whs, name, 0, DT_UNKNOWN, true);
+			r = raw_add(&whs, name, 0, DT_UNKNOWN, true, layer);
 			if (r < 0)
 				break;
 			continue;
@@ -93,13 +92,13 @@ static int read_layer(struct ovl_fs *fs, int pfd, struct raw_list *l)
 			wh = stat_is_whiteout(&st);
 			type = (unsigned char)IFTODT(st.st_mode);
 		}
-		r = raw_add(l, de->d_name, de->d_ino, type, wh);
+		r = raw_add(l, de->d_name, de->d_ino, type, wh, layer);
 		if (r < 0)
 			break;
 	}
 	(void)closedir(d);
 	for (i = 0; r == 0 && i < whs.count; i++)
-		r = raw_add(l, whs.v[i].name, 0, DT_UNKNOWN, true);
+		r = raw_add(l, whs.v[i].name, 0, DT_UNKNOWN, true, layer);
 	raw_free(&whs);
 	return r;
 }
@@ -115,19 +114,38 @@ static int cmp_name(const void *a, const void *b, void *arg)
 	return (x > y) - (x < y);
 }
 
+/* The inode number of the directory that the first of the run of equal
+ * names from sorted index i merges with: the next one of a lower layer,
+ * when both are directories (0 otherwise). */
+static ino_t below_of(const struct raw_list *l, const size_t *idx, size_t i)
+{
+	const struct raw_ent *top = &l->v[idx[i]], *e;
+
+	if (top->type != DT_DIR)
+		return 0;
+	for (i++; i < l->count && !strcmp(l->v[idx[i]].name, top->name); i++) {
+		e = &l->v[idx[i]];
+		if (e->layer > top->layer)
+			return e->type == DT_DIR && !e->whiteout ? e->ino : 0;
+	}
+	return 0;
+}
+
 /* Keep the first occurrence of each name (upper first), drop the
  * whiteouts, keep the discovery order: the kept names move into *ret. */
 static int merge(struct raw_list *l, struct ovl_dir *ret)
 {
 	_cleanup_free_ size_t *idx = NULL;
 	_cleanup_free_ bool *keep = NULL;
+	_cleanup_free_ ino_t *below = NULL;
 	struct ovl_dirent *v;
 	size_t i, n = 0;
 
 	idx = calloc(l->count + 1, sizeof(*idx));
 	keep = calloc(l->count + 1, sizeof(*keep));
+	below = calloc(l->count + 1, sizeof(*below));
 	v = calloc(l->count + 1, sizeof(*v));
-	if (!idx || !keep || !v) {
+	if (!idx || !keep || !below || !v) {
 		free(v);
 		return -ENOMEM;
 	}
@@ -138,6 +156,8 @@ static int merge(struct raw_list *l, struct ovl_dir *ret)
 		bool dup = i > 0 && !strcmp(l->v[idx[i - 1]].name, l->v[idx[i]].name);
 
 		keep[idx[i]] = !dup && !l->v[idx[i]].whiteout;
+		if (keep[idx[i]])
+			below[idx[i]] = below_of(l, idx, i);
 	}
 	for (i = 0; i < l->count; i++) {
 		if (!keep[i])
@@ -145,6 +165,8 @@ static int merge(struct raw_list *l, struct ovl_dir *ret)
 		v[n].name = TAKE_PTR(l->v[i].name);
 		v[n].ino = l->v[i].ino;
 		v[n].type = l->v[i].type;
+		v[n].layer = l->v[i].layer;
+		v[n].below = below[i];
 		n++;
 	}
 	ret->ents = v;
@@ -156,27 +178,12 @@ static int merge(struct raw_list *l, struct ovl_dir *ret)
  * *ret, to free with dir_list_free. Tree lock held. 0 or -errno. */
 int dir_list(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *ret)
 {
-	_cleanup_free_ char *path = NULL;
 	struct raw_list l = { 0 };
-	int i, r;
+	int r;
 
-	r = node_path(dir, &path);
-	if (r < 0)
-		return r;
-	for (i = dir->layer; i <= dir->last; i++) {
-		_cleanup_close_ int pfd = -1;
-
-		r = layer_open_dir(fs, i, path, &pfd);
-		if (r == -ENOENT || r == -ENOTDIR)
-			continue;
-		if (r < 0)
-			goto out;
-		r = read_layer(fs, pfd, &l);
-		if (r < 0)
-			goto out;
-	}
-	r = merge(&l, ret);
-out:
+	r = layer_walk(fs, dir, dir->layer, read_layer, &l);
+	if (r == 0)
+		r = merge(&l, ret);
 	raw_free(&l);
 	return r;
 }
@@ -208,11 +215,91 @@ int dir_check_empty(struct ovl_fs *fs, struct ovl_node *dir)
 	return r;
 }
 
-/* An open directory: the listing taken when reading starts at 0. */
+/* An open directory: the listing taken when reading starts at 0, and
+ * the inode numbers of "." and "..". */
 struct dir_handle {
 	struct ovl_dir d;
 	bool loaded;
+	ino_t dots[2];
 };
+
+/* The inode number an upper entry e of directory `dir` (in the upper at
+ * upfd) that the kernel does not know shows to stat (see hit_oino):
+ * that of the directory below it that it merges with, or of the origin
+ * it records. */
+static ino_t upper_entry_ino(struct ovl_fs *fs, struct ovl_node *dir, int upfd,
+			     const struct ovl_dirent *e)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	ino_t ino;
+
+	if (e->below && layer_is_opaque(fs, upfd, e->name) == 0)
+		return e->below;
+	if (!node_impure(fs, dir))
+		return e->ino;
+	fd = openat(upfd, e->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return e->ino;
+	ino = copyup_origin_ino(fs, fd, &st);
+	return ino ? ino : e->ino;
+}
+
+/* Give the entries of listing d of `dir` the inode numbers stat shows for
+ * them, as the kernel's overlay does: a readdir read from the layers
+ * shows those of the objects it found, but an upper directory over a
+ * lower one shows the lower's, a copy its origin's. Tree lock held. */
+static void fix_inos(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *d)
+{
+	_cleanup_free_ char *path = NULL;
+	_cleanup_close_ int upfd = -1;
+	bool impure = node_impure(fs, dir);
+	struct ovl_node *n;
+	size_t i;
+
+	for (i = 0; i < d->count; i++) {
+		struct ovl_dirent *e = &d->ents[i];
+
+		/* nothing else shows another number (see hit_oino) */
+		if (e->layer != OVL_UPPER || (!e->below && !impure))
+			continue;
+		n = node_find(fs, dir, e->name);
+		if (n) {
+			if (n->oino)
+				e->ino = n->oino;
+			node_put(fs, n);
+			continue;
+		}
+		if (upfd < 0 && (node_path(dir, &path) < 0 ||
+				 layer_open_dir(fs, OVL_UPPER, path, &upfd) < 0))
+			return;
+		e->ino = upper_entry_ino(fs, dir, upfd, e);
+	}
+}
+
+/* The inode number stat shows for n, or 1 when it cannot say. */
+static ino_t shown_ino(struct ovl_fs *fs, struct ovl_node *n)
+{
+	struct stat st;
+
+	return node_stat(fs, n, &st) == 0 ? st.st_ino : 1;
+}
+
+/* Read the listing of `dir` into h. Tree lock held. 0 or -errno. */
+static int load(struct ovl_fs *fs, struct ovl_node *dir, struct dir_handle *h)
+{
+	int r;
+
+	dir_list_free(&h->d);
+	r = dir_list(fs, dir, &h->d);
+	h->loaded = r == 0;
+	if (r < 0)
+		return r;
+	fix_inos(fs, dir, &h->d);
+	h->dots[0] = shown_ino(fs, dir);
+	h->dots[1] = dir->parent ? shown_ino(fs, dir->parent) : h->dots[0];
+	return 0;
+}
 
 /* opendir: a handle; the listing is read on the first readdir. */
 void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -256,16 +343,14 @@ static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		h->loaded = false;
 		r = -ENOENT;
 	} else if (off == 0 || !h->loaded) {
-		dir_list_free(&h->d);
-		r = dir_list(fs, dir, &h->d);
-		h->loaded = r == 0;
+		r = load(fs, dir, h);
 	}
 	for (i = (size_t)off; r == 0 && i < h->d.count + 2; i++) {
 		struct fuse_entry_param e = { 0 };
 		const char *name = i == 0 ? "." : i == 1 ? ".." : h->d.ents[i - 2].name;
 		size_t need;
 
-		e.attr.st_ino = i < 2 ? 1 : h->d.ents[i - 2].ino;
+		e.attr.st_ino = i < 2 ? h->dots[i] : h->d.ents[i - 2].ino;
 		e.attr.st_mode = i < 2 ? S_IFDIR : (mode_t)DTTOIF(h->d.ents[i - 2].type);
 		if (!plus) {
 			need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,

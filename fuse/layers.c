@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -42,6 +43,51 @@ int layer_open_dir(struct ovl_fs *fs, int layer, const char *path, int *ret_fd)
 	if (fd < 0)
 		return errno == ELOOP ? -ENOTDIR : -errno;
 	*ret_fd = fd;
+	return 0;
+}
+
+/* Call fn for each layer from `first` to dir->last that has directory
+ * node `dir`, topmost first, until fn returns non-zero. Returns what fn
+ * returned last (0 when every layer was seen), or -errno. Tree lock
+ * held. */
+int layer_walk(struct ovl_fs *fs, struct ovl_node *dir, int first, layer_step_fn fn, void *arg)
+{
+	_cleanup_free_ char *path = NULL;
+	int i, r;
+
+	r = node_path(dir, &path);
+	if (r < 0)
+		return r;
+	for (i = first; i <= dir->last; i++) {
+		_cleanup_close_ int pfd = -1;
+
+		r = layer_open_dir(fs, i, path, &pfd);
+		if (r == -ENOENT || r == -ENOTDIR)
+			continue;
+		if (r < 0)
+			return r;
+		r = fn(fs, i, pfd, arg);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Open directory dfd/name (never a symlink) for reading its entries, in
+ * *ret (dirfd(*ret) is an fd on it). 0 or -errno. */
+int layer_opendir(int dfd, const char *name, DIR **ret)
+{
+	int fd, r;
+
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*ret = fdopendir(fd);
+	if (!*ret) {
+		r = -errno;
+		(void)close(fd);
+		return r;
+	}
 	return 0;
 }
 
@@ -98,15 +144,63 @@ static void use_files(struct ovl_fs *fs, bool opaque)
 		(void)close(fd);
 }
 
+#ifndef FS_IOC_GETFSUUID
+struct fsuuid2 {
+	uint8_t len;
+	uint8_t uuid[16];
+};
+#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
+#endif
+
+/* Ready each lower layer for the origins of copies: an fd that
+ * open_by_handle_at takes, and its filesystem's uuid, which the kernel
+ * puts in every handle it records (all 0 for none, or where the kernel
+ * cannot say: older than 6.5). Handles of two other filesystems of one
+ * uuid cannot be told apart: as the kernel does, none is read on them
+ * (on the upper's own filesystem they still are). */
+static void probe_handles(struct ovl_fs *fs)
+{
+	struct stat su, st, sj;
+	struct fsuuid2 u;
+	char p[32];
+	int i, j;
+
+	if (fstat(fs->layers[OVL_UPPER].fd, &su) < 0)
+		return;
+	for (i = 1; i < fs->nlayers; i++) {
+		struct ovl_layer *l = &fs->layers[i];
+
+		l->hfd = open(proc_fd_path(l->fd, p), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (l->hfd < 0 || fstat(l->hfd, &st) < 0)
+			continue;
+		u.len = sizeof(u.uuid);
+		if (ioctl(l->hfd, FS_IOC_GETFSUUID, &u) == 0 && u.len == sizeof(l->uuid))
+			memcpy(l->uuid, u.uuid, sizeof(l->uuid));
+		l->handles = true;
+		for (j = 1; j < i; j++) {
+			struct ovl_layer *o = &fs->layers[j];
+
+			if (!o->handles || fstat(o->hfd, &sj) < 0 || sj.st_dev == st.st_dev ||
+			    memcmp(o->uuid, l->uuid, sizeof(l->uuid)))
+				continue;
+			o->handles = sj.st_dev == su.st_dev;
+			l->handles = st.st_dev == su.st_dev;
+		}
+	}
+}
+
 /* Decide once per mount which whiteout forms the upper takes, by trying
  * the kernel's in the workdir (on the upper's filesystem): a 0/0
- * character device, and trusted.overlay.opaque on a directory. An upper
+ * character device, and trusted.overlay.opaque on a directory (which
+ * also says whether origins are the kernel's or ctool's). An upper
  * that already holds files of the file form (the workdir says so) has
  * them read whatever the probe finds. CTOOL_TEST_WHITEOUT_FILES=1 makes
- * the probe fail, for the tests. */
+ * the probe fail, as on an upper that refuses the kernel's forms, for
+ * the tests. */
 void layer_probe(struct ovl_fs *fs)
 {
 	bool force = getenv("CTOOL_TEST_WHITEOUT_FILES") != NULL;
+	bool refused;
 	struct stat st;
 	char tmp[64];
 	int fd;
@@ -122,8 +216,10 @@ void layer_probe(struct ovl_fs *fs)
 	}
 	if (mkdirat(fs->workfd, tmp, 0700) == 0) {
 		fd = openat(fs->workfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (force || (fd >= 0 && fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) < 0 &&
-			      form_refused(errno)))
+		refused = fd >= 0 && fsetxattr(fd, OVL_XATTR_OPAQUE, "y", 1, 0) < 0 &&
+			  form_refused(errno);
+		fs->own_marks = force || refused;
+		if (fs->own_marks)
 			use_files(fs, true);
 		if (fd >= 0)
 			(void)close(fd);
@@ -131,6 +227,7 @@ void layer_probe(struct ovl_fs *fs)
 	}
 	if (fs->wdirfd >= 0 && fstatat(fs->wdirfd, OVL_WH_MARK, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		layer_wh_seen(fs);
+	probe_handles(fs);
 }
 
 /* ".wh.NAME" for `name` into ret. 0, or -ENAMETOOLONG when that is longer
@@ -261,9 +358,42 @@ static bool lookup_step(struct ovl_fs *fs, struct ovl_hit *h, int i, int pfd, co
 	} else {
 		if (!S_ISDIR(st->st_mode))
 			return true;
+		if (h->last == h->layer)
+			h->below = st->st_ino;
 		h->last = i;
 	}
 	return !lowest && layer_is_opaque(fs, pfd, name) > 0;
+}
+
+/* A name looked up through the layers of a directory. */
+struct lookup_walk {
+	const char *name;
+	bool wh_read;       /* look for its file-form whiteout too */
+	int last;           /* the directory's lowest layer */
+	struct ovl_hit *h;  /* layer_lookup's */
+	struct stat st;
+};
+
+/* What directory pfd of a layer has at w->name: 1 with w->st filled, 0
+ * nothing, -ENOENT its file-form whiteout (the name itself wins over it:
+ * a create that stopped half way shows the new file), or -errno. */
+static int stat_in_layer(int pfd, struct lookup_walk *w)
+{
+	if (fstatat(pfd, w->name, &w->st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 1;
+	if (errno != ENOENT && errno != ENOTDIR)
+		return -errno;
+	return w->wh_read && layer_has_wh_file(pfd, w->name) ? -ENOENT : 0;
+}
+
+static int lookup_layer(struct ovl_fs *fs, int layer, int pfd, void *arg)
+{
+	struct lookup_walk *w = arg;
+	int r = stat_in_layer(pfd, w);
+
+	if (r <= 0)
+		return r;
+	return lookup_step(fs, w->h, layer, pfd, w->name, &w->st, layer == w->last);
 }
 
 /* Look `name` up below merged directory `dir` through its layers (tree
@@ -271,72 +401,45 @@ static bool lookup_step(struct ovl_fs *fs, struct ovl_hit *h, int i, int pfd, co
  * name of the file form). Copies nothing up. 0 or -errno. */
 int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h)
 {
-	_cleanup_free_ char *path = NULL;
-	bool wh_read = layer_wh_read(fs);
-	struct stat st;
-	int i, r;
+	struct lookup_walk w = {
+		.name = name, .wh_read = layer_wh_read(fs), .last = dir->last, .h = h,
+	};
+	int r;
 
 	memset(h, 0, sizeof(*h));
 	if (layer_name_reserved(name))
 		return 0;
-	r = node_path(dir, &path);
-	if (r < 0)
+	r = layer_walk(fs, dir, dir->layer, lookup_layer, &w);
+	if (r < 0 && r != -ENOENT)
 		return r;
-	for (i = dir->layer; i <= dir->last; i++) {
-		_cleanup_close_ int pfd = -1;
-
-		r = layer_open_dir(fs, i, path, &pfd);
-		if (r == -ENOENT || r == -ENOTDIR)
-			continue;
-		if (r < 0)
-			return r;
-		if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno != ENOENT && errno != ENOTDIR)
-				return -errno;
-			/* the name itself wins over its file-form whiteout: a
-			 * create that stopped half way shows the new file */
-			if (wh_read && layer_has_wh_file(pfd, name))
-				break;
-			continue;
-		}
-		if (lookup_step(fs, h, i, pfd, name, &st, i == dir->last))
-			break;
-	}
 	if (h->found && h->layer > OVL_UPPER && !S_ISDIR(h->type))
 		lookup_index(fs, h);
 	return 0;
+}
+
+/* layer_lower_has's step: 2 when the layer shows the name, 1 when it
+ * hides it, 0 to go on. */
+static int lower_has_layer(struct ovl_fs *fs, int layer, int pfd, void *arg)
+{
+	struct lookup_walk *w = arg;
+	int r = stat_in_layer(pfd, w);
+
+	(void)fs;
+	(void)layer;
+	if (r <= 0)
+		return r == -ENOENT ? 1 : r;
+	return stat_is_whiteout(&w->st) ? 1 : 2;
 }
 
 /* Does a lower layer of `dir` show `name` (so that removing it from the
  * upper needs a whiteout)? 1, 0 or -errno. Tree lock held. */
 int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name)
 {
-	_cleanup_free_ char *path = NULL;
-	bool wh_read = layer_wh_read(fs);
-	struct stat st;
-	int i, r;
+	struct lookup_walk w = { .name = name, .wh_read = layer_wh_read(fs) };
+	int r;
 
-	r = node_path(dir, &path);
-	if (r < 0)
-		return r;
-	for (i = dir->layer > 1 ? dir->layer : 1; i <= dir->last; i++) {
-		_cleanup_close_ int pfd = -1;
-
-		r = layer_open_dir(fs, i, path, &pfd);
-		if (r == -ENOENT || r == -ENOTDIR)
-			continue;
-		if (r < 0)
-			return r;
-		if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno != ENOENT && errno != ENOTDIR)
-				return -errno;
-			if (wh_read && layer_has_wh_file(pfd, name))
-				return 0;
-			continue;
-		}
-		return !stat_is_whiteout(&st);
-	}
-	return 0;
+	r = layer_walk(fs, dir, dir->layer > 1 ? dir->layer : 1, lower_has_layer, &w);
+	return r < 0 ? r : r == 2;
 }
 
 /* A fresh temp name for the workdir. 0. */
@@ -387,17 +490,12 @@ static int scan_whiteouts(int dfd, const char *name, bool clear)
 	DIR *d;
 	struct dirent *de;
 	struct stat st;
-	int fd, r = 0;
+	int fd, r;
 
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		r = -errno;
-		(void)close(fd);
+	r = layer_opendir(dfd, name, &d);
+	if (r < 0)
 		return r;
-	}
+	fd = dirfd(d);
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;

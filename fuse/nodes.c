@@ -329,6 +329,55 @@ static void node_try_free(struct ovl_fs *fs, struct ovl_node *n)
 	}
 }
 
+/* Does upper directory node `dir` hold copies with an origin (its impure
+ * mark, read the first time it is asked)? Not a directory of the upper:
+ * no. Tree lock held. */
+bool node_impure(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	uint8_t v = __atomic_load_n(&dir->impure, __ATOMIC_RELAXED);
+
+	if (v == OVL_IMPURE_UNKNOWN) {
+		if (dir->layer != OVL_UPPER || dir->fd < 0 || !S_ISDIR(dir->type))
+			return false;
+		v = copyup_read_impure(fs, dir->fd) ? OVL_IMPURE_YES : OVL_IMPURE_NO;
+		__atomic_store_n(&dir->impure, v, __ATOMIC_RELAXED);
+	}
+	return v == OVL_IMPURE_YES;
+}
+
+/* The inode number that a node for hit h in `parent`, on object fd,
+ * shows instead of its own, as the kernel's overlay does: an upper
+ * directory over a lower one shows the lower's; a copy the origin it
+ * records; a lower hard link in the index what its copy there records.
+ * 0: its own. Only the copies in an impure directory are read (and new
+ * hard links, which may be of a copy: their directory is marked then),
+ * so a stat of a file that was never copied costs nothing more. Tree
+ * lock held. */
+static ino_t hit_oino(struct ovl_fs *fs, struct ovl_node *parent, const struct ovl_hit *h, int fd)
+{
+	_cleanup_close_ int ifd = -1;
+	char idx[64];
+	bool impure;
+	ino_t ino;
+
+	if (h->layer > OVL_UPPER) {
+		if (!h->indexed)
+			return 0;
+		layer_index_name(h->ldev, h->lino, idx);
+		ifd = openat(fs->indexfd, idx, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		return ifd < 0 ? 0 : copyup_origin_ino(fs, ifd, &h->st);
+	}
+	if (S_ISDIR(h->type) && h->last > OVL_UPPER)
+		return h->below;
+	impure = node_impure(fs, parent);
+	if (!impure && !(S_ISREG(h->type) && h->st.st_nlink > 1))
+		return 0;
+	ino = copyup_origin_ino(fs, fd, &h->st);
+	if (ino && !impure)
+		copyup_mark_impure(fs, parent);
+	return ino;
+}
+
 /* The node for `name` in `parent` as hit h describes it, with one more
  * kernel lookup; made when new. Tree lock held (read is enough). The
  * existing node wins when two lookups race. 0 or -errno. */
@@ -338,6 +387,7 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	_cleanup_close_ int fd = -1;
 	struct ovl_node *n;
 	unsigned int attempt = 0;
+	ino_t oino;
 	int r;
 
 	(void)pthread_mutex_lock(&fs->table_lock);
@@ -358,6 +408,7 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	} while (r < 0 && node_reclaim_wait(fs, r, attempt++));
 	if (r < 0)
 		return r;
+	oino = hit_oino(fs, parent, h, fd);
 	(void)pthread_mutex_lock(&fs->table_lock);
 	n = table_find(fs, parent, name);
 	if (n) {
@@ -383,6 +434,7 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	n->indexed = h->indexed;
 	n->ldev = h->ldev;
 	n->lino = h->lino;
+	n->oino = oino;
 	n->nlookup = 1;
 	parent->children++;
 	table_insert(fs, n);
@@ -451,6 +503,11 @@ int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
 
 	if (!name)
 		return -ENOMEM;
+	/* a copy (or a directory over a lower one) keeps the inode number
+	 * of its origin where it goes: the directory it goes to is marked,
+	 * as the kernel does, so that this holds after a remount too */
+	if (n->oino && !n->transient)
+		copyup_mark_impure(fs, newparent);
 	(void)pthread_mutex_lock(&fs->table_lock);
 	was_hashed = n->hashed;
 	table_remove(fs, n);
@@ -544,6 +601,8 @@ void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top)
 		n->indexed = h.indexed;
 		n->ldev = h.ldev;
 		n->lino = h.lino;
+		n->oino = hit_oino(fs, n->parent, &h, n->fd);
+		n->impure = OVL_IMPURE_UNKNOWN;
 	}
 	for (i = 0; i < count; i++)
 		node_put(fs, list[i]);
@@ -618,9 +677,9 @@ int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd)
 }
 
 /* The lower file dev:ino has just been copied into the index: every
- * known lower name of it now shows the index. Tree lock held for
- * writing. */
-void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino)
+ * known lower name of it now shows the index, with inode number oino
+ * (what the copy records). Tree lock held for writing. */
+void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino, ino_t oino)
 {
 	struct ovl_node *n;
 	size_t i;
@@ -629,8 +688,10 @@ void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino)
 	for (i = 0; i < fs->table_size; i++)
 		for (n = fs->table[i]; n; n = n->hnext)
 			if (n->layer > OVL_UPPER && n->ldev == dev && n->lino == ino &&
-			    S_ISREG(n->type))
+			    S_ISREG(n->type)) {
 				n->indexed = true;
+				n->oino = oino;
+			}
 	(void)pthread_mutex_unlock(&fs->table_lock);
 }
 

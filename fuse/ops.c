@@ -11,18 +11,24 @@
 
 #include "ovl.h"
 
-/* Is xattr `name` one of overlayfs' own (hidden, never copied)? */
+/* Is xattr `name` one of overlayfs' own, or of the marks ctool writes
+ * in their stead (hidden, never copied)? */
 bool ops_xattr_private(const char *name)
 {
-	return !strncmp(name, OVL_XATTR_PREFIX, sizeof(OVL_XATTR_PREFIX) - 1);
+	return !strncmp(name, OVL_XATTR_PREFIX, sizeof(OVL_XATTR_PREFIX) - 1) ||
+	       !strncmp(name, OVL_XATTR_CTOOL_PREFIX, sizeof(OVL_XATTR_CTOOL_PREFIX) - 1);
 }
 
-/* The attributes the merged view shows for n: a merged directory
- * reports one link, as the kernel's overlayfs does. */
+/* The attributes the merged view shows for n, as the kernel's overlayfs
+ * shows them: a merged directory reports one link; a copy keeps the
+ * inode number of its origin (n->oino). st_dev is the mount's whatever
+ * is put here. */
 void ops_fix_stat(struct ovl_node *n, struct stat *st)
 {
 	if (S_ISDIR(st->st_mode) && n->last > n->layer)
 		st->st_nlink = 1;
+	if (n->oino)
+		st->st_ino = n->oino;
 }
 
 /* How long the kernel may keep attributes st: several names may be one
@@ -32,13 +38,15 @@ double ops_attr_timeout(struct ovl_fs *fs, const struct stat *st)
 	return (S_ISREG(st->st_mode) && st->st_nlink > 1) ? 0 : fs->timeout;
 }
 
-/* Fill *e for node n (already counted by node_get) with attributes st. */
+/* Fill *e for node n (already counted by node_get) with attributes st
+ * of its object. */
 void ops_fill_entry(struct ovl_fs *fs, struct ovl_node *n, const struct stat *st,
 		    struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = node_ino(fs, n);
 	e->attr = *st;
+	ops_fix_stat(n, &e->attr);
 	e->entry_timeout = fs->timeout;
 	e->attr_timeout = ops_attr_timeout(fs, st);
 }
@@ -64,7 +72,6 @@ int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	r = node_get(fs, parent, name, &h, &n);
 	if (r < 0)
 		return r;
-	ops_fix_stat(n, &h.st);
 	ops_fill_entry(fs, n, &h.st, e);
 	return 0;
 }
@@ -458,8 +465,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		(void)fuse_reply_buf(req, names, len);
 }
 
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			size_t size, int flags)
+/* Set (value non-NULL) or remove xattr `name` of ino, copied up first;
+ * overlayfs' own are refused with `refuse`. Replies. */
+static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size, int flags, int refuse)
 {
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
@@ -468,39 +477,32 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	int r;
 
 	if (ops_xattr_private(name)) {
-		(void)fuse_reply_err(req, EPERM);
+		(void)fuse_reply_err(req, refuse);
 		return;
 	}
 	tree_wrlock(fs);
 	r = copyup_node(fs, n);
 	if (r == 0)
 		r = node_path_fd(fs, n, &fd);
-	if (r == 0 && setxattr(proc_fd_path(fd, p), name, value, size, flags) < 0)
-		r = -errno;
+	if (r == 0) {
+		(void)proc_fd_path(fd, p);
+		if ((value ? setxattr(p, name, value, size, flags) : removexattr(p, name)) < 0)
+			r = -errno;
+	}
 	tree_unlock(fs);
 	(void)fuse_reply_err(req, -r);
 }
 
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	/* NULL asks xattr_change for a removal (libfuse never passes it) */
+	xattr_change(req, ino, name, value ? value : "", size, flags, EPERM);
+}
+
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct ovl_fs *fs = req_fs(req);
-	struct ovl_node *n = node_of(fs, ino);
-	_cleanup_close_ int fd = -1;
-	char p[32];
-	int r;
-
-	if (ops_xattr_private(name)) {
-		(void)fuse_reply_err(req, ENODATA);
-		return;
-	}
-	tree_wrlock(fs);
-	r = copyup_node(fs, n);
-	if (r == 0)
-		r = node_path_fd(fs, n, &fd);
-	if (r == 0 && removexattr(proc_fd_path(fd, p), name) < 0)
-		r = -errno;
-	tree_unlock(fs);
-	(void)fuse_reply_err(req, -r);
+	xattr_change(req, ino, name, NULL, 0, 0, ENODATA);
 }
 
 /* Locks are not implemented: the kernel keeps POSIX and BSD locks

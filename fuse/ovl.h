@@ -29,6 +29,7 @@
 
 #define FUSE_USE_VERSION 314
 
+#include <dirent.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -42,6 +43,16 @@
 #define OVL_UPPER 0
 #define OVL_XATTR_PREFIX "trusted.overlay."
 #define OVL_XATTR_OPAQUE "trusted.overlay.opaque"
+/* A copy-up records its origin as the kernel does: a struct ovl_fb with
+ * the lower's file handle in ORIGIN on the copy, IMPURE=y on every upper
+ * directory that may hold such a copy. Where the upper refuses
+ * trusted.overlay.*, ctool's own marks stand in for them: the origin's
+ * inode number in decimal, and "y". */
+#define OVL_XATTR_ORIGIN "trusted.overlay.origin"
+#define OVL_XATTR_IMPURE "trusted.overlay.impure"
+#define OVL_XATTR_CTOOL_PREFIX "user.ctool-overlay."
+#define OVL_XATTR_CTOOL_ORIGIN OVL_XATTR_CTOOL_PREFIX "origin"
+#define OVL_XATTR_CTOOL_IMPURE OVL_XATTR_CTOOL_PREFIX "impure"
 /* Below the workdir: temp files of copy-up and of atomic creates, and the
  * hard link index (named so it never meets the kernel's own "index"). */
 #define OVL_WORK_NAME "work"
@@ -55,6 +66,11 @@
 struct ovl_layer {
 	int fd;             /* O_PATH directory fd, -1 for a missing upper */
 	char *path;
+	/* Lowers of a mount with an upper, set by layer_probe: what the
+	 * origins of copies name them by. */
+	bool handles;       /* hfd and uuid are set: handles are made and read */
+	int hfd;            /* O_RDONLY on the layer, for open_by_handle_at */
+	unsigned char uuid[16]; /* its filesystem's (all 0 when it has none) */
 };
 
 /* One node per merged name the kernel knows (its FUSE inode).
@@ -64,10 +80,13 @@ struct ovl_layer {
  *    AND table_lock held; read with either held.
  *  - nlookup, children, pins, hnext, lru_prev, lru_next, on_lru:
  *    table_lock.
- *  - type, layer, last, indexed, ldev, lino, fd: written with tree_lock
- *    held for writing (or before the node is published in the table);
- *    read with tree_lock held (read or write). fd is closed when the
- *    node is freed.
+ *  - type, layer, last, indexed, ldev, lino, oino, fd: written with
+ *    tree_lock held for writing (or before the node is published in the
+ *    table); read with tree_lock held (read or write). fd is closed when
+ *    the node is freed.
+ *  - impure: like those, but also set with tree_lock held for reading,
+ *    with __atomic calls (node_impure, copyup_mark_impure): every writer
+ *    there stores what the upper says.
  * A node lives while the kernel holds it (nlookup > 0), a request pins
  * it or it has children; ancestors of a live node are therefore always live, so a path
  * can be built from any node a request names. */
@@ -85,6 +104,8 @@ struct ovl_node {
 	bool indexed;       /* a lower hard link whose data is in the index */
 	dev_t ldev;         /* lower origin (for the index) */
 	ino_t lino;
+	ino_t oino;         /* st_ino shown: its copy-up origin's; 0: its own */
+	uint8_t impure;     /* upper directories: OVL_IMPURE_* */
 	int fd;             /* O_PATH on the object in `layer`; -1 if transient */
 	bool transient;     /* a stand-in on the stack, never in the table */
 	/* Open files (fs->pt_lock; see passthrough.c): those passed through
@@ -98,6 +119,10 @@ struct ovl_node {
 	struct ovl_node *lru_prev, *lru_next;
 	bool on_lru;
 };
+
+/* Does an upper directory hold copies with an origin (so that lookups
+ * there read the origin marks)? Not read yet, no, yes. */
+enum { OVL_IMPURE_UNKNOWN, OVL_IMPURE_NO, OVL_IMPURE_YES };
 
 struct ovl_fs {
 	struct ovl_layer *layers;   /* [0] upper, [1..nlayers-1] lowers */
@@ -117,6 +142,9 @@ struct ovl_fs {
 	bool wh_files;
 	bool opq_files;
 	bool wh_read;
+	/* The upper refuses trusted.overlay.*: origins and impure marks are
+	 * ctool's own (OVL_XATTR_CTOOL_*). Set by the probe at mount. */
+	bool own_marks;
 	double timeout;
 	struct fuse_session *se;
 	/* Passthrough (passthrough.c): wanted (not -o nopassthrough),
@@ -168,10 +196,17 @@ struct ovl_hit {
 	bool indexed;
 	dev_t ldev;
 	ino_t lino;
+	ino_t below;        /* a merged directory: the inode number of the topmost below it */
 	struct stat st;     /* of the file that is shown */
 };
 
+/* One step of layer_walk: directory pfd (O_PATH) of layer `layer`. 0 goes
+ * on to the next layer; anything else ends the walk. */
+typedef int (*layer_step_fn)(struct ovl_fs *fs, int layer, int pfd, void *arg);
+
 int layer_open_dir(struct ovl_fs *fs, int layer, const char *path, int *ret_fd);
+int layer_walk(struct ovl_fs *fs, struct ovl_node *dir, int first, layer_step_fn fn, void *arg);
+int layer_opendir(int dfd, const char *name, DIR **ret);
 bool stat_is_whiteout(const struct stat *st);
 bool layer_name_reserved(const char *name);
 bool layer_wh_read(struct ovl_fs *fs);
@@ -210,7 +245,8 @@ struct ovl_node *node_find(struct ovl_fs *fs, struct ovl_node *parent, const cha
 void node_put(struct ovl_fs *fs, struct ovl_node *n);
 void node_refresh_below(struct ovl_fs *fs, struct ovl_node *top);
 void node_inval_dir(struct ovl_fs *fs, struct ovl_node *n);
-void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino);
+void node_mark_indexed(struct ovl_fs *fs, dev_t dev, ino_t ino, ino_t oino);
+bool node_impure(struct ovl_fs *fs, struct ovl_node *dir);
 int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st);
 int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd);
 bool node_live(const struct ovl_node *n);
@@ -227,6 +263,8 @@ struct ovl_dirent {
 	char *name;
 	ino_t ino;
 	unsigned char type;  /* DT_* */
+	int layer;           /* the topmost layer that has it */
+	ino_t below;         /* a directory over one below: that one's inode number */
 };
 
 struct ovl_dir {
@@ -252,6 +290,9 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty);
 int copyup_tree(struct ovl_fs *fs, struct ovl_node *n);
 int copyup_xattrs(int src, int dst);
 int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top);
+ino_t copyup_origin_ino(struct ovl_fs *fs, int fd, const struct stat *st);
+bool copyup_read_impure(struct ovl_fs *fs, int fd);
+void copyup_mark_impure(struct ovl_fs *fs, struct ovl_node *dir);
 
 /* ---- passthrough.c: file data straight to the layer's file ---- */
 

@@ -111,12 +111,12 @@ fumount() {
 	wait_gone "$pid" || fail "daemon $pid still running after umount"
 }
 
-# The kernel's overlayfs on the same layers.
+# The kernel's overlayfs on the same layers (options $4 in place of the
+# features ctool-overlayfs does not have).
 kmount() {
-	local m=$1 u=$2 w=$3
+	local m=$1 u=$2 w=$3 opts=${4:-index=off,redirect_dir=off,metacopy=off}
 	mkdir -p "$m" "$u" "$w"
-	mount -t overlay overlay \
-		-o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,index=off,redirect_dir=off,metacopy=off" "$m"
+	mount -t overlay overlay -o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,$opts" "$m"
 }
 
 # A listing of a tree: names, types, modes, owners, link counts (not of
@@ -133,12 +133,14 @@ ovl_list() {
 	)
 }
 
-# Drop trusted.overlay.origin from getfattr's output: the kernel's record
-# of the lower file a copy came from, which ctool-overlayfs does not
-# write; and trusted.overlay.impure, the kernel's mark on a directory that
-# such a copy was moved into (it tells readdir to read the origins).
-# (Device nodes are listed without link counts above: the kernel makes
-# every whiteout a link of one shared inode.)
+# Drop trusted.overlay.origin and .impure from getfattr's output: the
+# record of the lower file a copy came from, and the mark of a directory
+# holding such copies. Both drivers write them alike (the st_ino test
+# compares them), but with redirect_dir=off the kernel cannot rename a
+# lower directory and mv copies it, with no origins, where
+# ctool-overlayfs renames it with its copies. (Device nodes are listed
+# without link counts above: the kernel makes every whiteout a link of
+# one shared inode.)
 drop_origin() {
 	awk 'BEGIN { RS = ""; ORS = "\n\n" }
 	{
@@ -196,6 +198,80 @@ elif e:
 	sys.exit(1)
 ' "$@"
 }
+
+# Every name below merged root $1 (upper $2) with the inode numbers stat
+# and readdir show for it, each told by what it is the number of: a file
+# of a lower layer ("l2/hard1"), the upper file of that name ("upper"),
+# or neither; and "dev" where st_dev is not the mount's.
+ino_list() {
+	python3 - "$1" "$2" "$T/l1" "$T/l2" <<'PY'
+import os, sys
+root, upper, lowers = sys.argv[1], sys.argv[2], sys.argv[3:]
+known = {}
+for l in lowers:
+	for d, ds, fs in os.walk(l):
+		for n in ds + fs:
+			p = os.path.join(d, n)
+			name = os.path.basename(l) + "/" + os.path.relpath(p, l)
+			ino = os.lstat(p).st_ino
+			known[ino] = min(known.get(ino, name), name)
+def what(ino, rel):
+	if ino in known:
+		return known[ino]
+	try:
+		if os.lstat(os.path.join(upper, rel)).st_ino == ino:
+			return "upper"
+	except OSError:
+		pass
+	return "other"
+dev = os.lstat(root).st_dev
+def walk(d):
+	with os.scandir(d) as it:
+		ents = sorted(it, key=lambda e: e.name)
+	for e in ents:
+		p = os.path.join(d, e.name)
+		rel = os.path.relpath(p, root)
+		st = os.lstat(p)
+		print(rel, "st=" + what(st.st_ino, rel), "d=" + what(e.inode(), rel),
+		      "dev" if st.st_dev != dev else "")
+		if e.is_dir(follow_symlinks=False):
+			walk(p)
+walk(root)
+PY
+}
+
+# The steps of the st_ino test, in merged root $1: copy-ups of files, of
+# directories, of one name of a lower hard link, a hard link of a copy,
+# renames of copies and of a lower directory.
+ino_script() {
+	cd "$1" || return
+	echo x >>l1file
+	chmod 0600 l2only
+	touch dlow/new
+	echo x >>dboth/fb
+	echo x >>hard1
+	ln l2file2 l2file2.link
+	mv l1file dtop/l1moved
+	mv dboth/fb fb.moved
+	mv dlow dlow.moved
+	mkdir newd
+	touch newd/f
+}
+
+# The origins and impure marks in upper $1 of what ino_script copies
+# (not the kernel's origin of the upper root, which index=on records; not
+# the impure mark of the lower directory renamed, which ctool-overlayfs
+# copies with its tree where the kernel redirects to it).
+ino_marks() (
+	local p
+	cd "$1" || return
+	for p in dtop/l1moved l2only dlow.moved fb.moved hard1 l2file2 l2file2.link dboth dtop; do
+		echo "$p: $(getfattr -h -e hex -n trusted.overlay.origin "$p" 2>/dev/null | grep =)"
+	done
+	for p in . dtop dboth newd; do
+		echo "$p: $(getfattr -h -n trusted.overlay.impure "$p" 2>/dev/null | grep =)"
+	done
+)
 
 # The scripted sequence, run in the merged root $1: every step prints its
 # command, its status and what it said.
@@ -480,6 +556,90 @@ ops_script() {
 	fumount "$T/m" "$T/w"
 }
 
+# The kernel runs with index=on here: ctool-overlayfs keeps the names of a
+# lower hard link one file (through its own index) as the kernel does with
+# index=on; with index=off the kernel breaks the link at copy-up and the
+# copied name shows the upper inode number. redirect_dir=on lets the
+# kernel rename a lower directory, as ctool-overlayfs does.
+@test "differential: st_ino across copy-up, rename, hard links and remount, as the kernel's" {
+	local opts=index=on,redirect_dir=on,metacopy=off s
+	kmount "$T/km" "$T/ku" "$T/kw" "$opts"
+	ino_list "$T/km" "$T/ku" >"$T/k.before"
+	(ino_script "$T/km") || fail "the steps failed on the kernel overlay"
+	ino_list "$T/km" "$T/ku" >"$T/k.after"
+	umount "$T/km"
+	kmount "$T/km" "$T/ku" "$T/kw" "$opts"
+	ino_list "$T/km" "$T/ku" >"$T/k.remount"
+	umount "$T/km"
+	fmount "$T/fm" "$T/fu" "$T/fw"
+	ino_list "$T/fm" "$T/fu" >"$T/f.before"
+	(ino_script "$T/fm") || fail "the steps failed on ctool-overlayfs"
+	ino_list "$T/fm" "$T/fu" >"$T/f.after"
+	fumount "$T/fm" "$T/fw"
+	fmount "$T/fm" "$T/fu" "$T/fw"
+	ino_list "$T/fm" "$T/fu" >"$T/f.remount"
+	fumount "$T/fm" "$T/fw"
+	for s in before after remount; do
+		diff -u "$T/k.$s" "$T/f.$s" || fail "st_ino or d_ino differ $s"
+	done
+	# what they are: the lower's numbers kept, the new files' own
+	grep -qx 'dtop/l1moved st=l1/l1file d=l1/l1file ' "$T/f.remount" &&
+		grep -qx 'hard1 st=l2/hard1 d=l2/hard1 ' "$T/f.remount" &&
+		grep -qx 'dlow.moved st=l2/dlow d=l2/dlow ' "$T/f.remount" &&
+		grep -qx 'newd/f st=upper d=upper ' "$T/f.remount" || fail "$(cat "$T/f.remount")"
+	ino_marks "$T/ku" >"$T/k.marks"
+	ino_marks "$T/fu" >"$T/f.marks"
+	diff -u "$T/k.marks" "$T/f.marks" || fail "the origin records differ"
+}
+
+# The st_ino of f and g (renamed g2) on mount $1 over lower $T/tl, upper
+# $2, through a copy-up and a remount by mount function $3 (unmount $4).
+ino_other_fs() {
+	local m=$1 u=$2 w=$2.w
+	"$3" "$m" "$u" "$w"
+	echo "before $(stat -c %i "$m/f" "$m/g" | tr '\n' ' ')"
+	echo x >>"$m/f"
+	chmod 0600 "$m/g"
+	mv "$m/g" "$m/g2"
+	echo "after $(stat -c %i "$m/f" "$m/g2" | tr '\n' ' ')"
+	"$4" "$m" "$w"
+	"$3" "$m" "$u" "$w"
+	echo "remount $(stat -c %i "$m/f" "$m/g2" | tr '\n' ' ')"
+	getfattr -e hex -n trusted.overlay.origin "$u/f" | grep -q '^trusted.overlay.origin=0x00fb210001' ||
+		echo "origin of f: $(getfattr -e hex -n trusted.overlay.origin "$u/f")"
+	"$4" "$m" "$w"
+}
+
+tl_kmount() {
+	mkdir -p "$1" "$2" "$3"
+	mount -t overlay overlay -o "lowerdir=$T/tl,upperdir=$2,workdir=$3,index=off" "$1"
+}
+
+tl_fmount() {
+	mkdir -p "$1" "$2" "$3"
+	"$OVL" -o "lowerdir=$T/tl,upperdir=$2,workdir=$3,pidfile=$3.pid" "$1"
+}
+
+tl_kumount() { umount "$1"; }
+
+# Both write the kernel's origin, of a tmpfs handle (0x21 bytes, type 1).
+# st_dev is not compared: the kernel shows the tmpfs files on a device
+# of their own, a FUSE mount shows one device for all.
+@test "a lower on another filesystem: files keep the lower's st_ino, as on the kernel" {
+	mkdir "$T/tl"
+	mount -t tmpfs tmpfs "$T/tl"
+	echo f >"$T/tl/f"
+	echo g >"$T/tl/g"
+	ino_other_fs "$T/km" "$T/ku" tl_kmount tl_kumount >"$T/k.out"
+	ino_other_fs "$T/fm" "$T/fu" tl_fmount fumount >"$T/f.out"
+	umount "$T/tl"
+	diff -u "$T/k.out" "$T/f.out" || fail "st_ino differ"
+	[ "$(sed -n 's/^remount //p' "$T/f.out" | wc -w)" = 2 ] || fail "$(cat "$T/f.out")"
+	[ "$(sed -n 's/^before //p' "$T/f.out")" = "$(sed -n 's/^after //p' "$T/f.out")" ] &&
+		[ "$(sed -n 's/^after //p' "$T/f.out")" = "$(sed -n 's/^remount //p' "$T/f.out")" ] ||
+		fail "st_ino changed: $(cat "$T/f.out")"
+}
+
 # ---------------------------------------------------------------------------
 # 4. interchangeability
 
@@ -697,6 +857,43 @@ wh_files_script() {
 	fumount "$T/outer/m" "$T/outer/w"
 	umount "$T/outer"
 	diff -u "$T/before" "$T/after" || fail "the tree changed across a remount"
+}
+
+# st_ino across copy-up, rename and remount on mount $1 (upper $2,
+# workdir $3; the environment chooses the driver's options).
+ino_kept() {
+	local m=$1 u=$2 w=$3 ino dino
+	ino=$(stat -c %i "$T/l1/l1file")
+	dino=$(stat -c %i "$T/l2/dlow")
+	fmount "$m" "$u" "$w"
+	echo x >>"$m/l1file"
+	touch "$m/dlow/new"
+	mkdir "$m/newd"
+	mv "$m/l1file" "$m/newd/moved"
+	fumount "$m" "$w"
+	fmount "$m" "$u" "$w"
+	[ "$(stat -c %i "$m/newd/moved")" = "$ino" ] || fail "st_ino after a remount"
+	[ "$(stat -c %i "$m/dlow")" = "$dino" ] || fail "directory st_ino after a remount"
+	[ "$(ls -i "$m/newd" | awk '{ print $1 }')" = "$ino" ] || fail "d_ino"
+	run getfattr -d -m - "$m/newd/moved"
+	[[ "$output" != *ctool-overlay* ]] || fail "a mark shows: $output"
+	run setfattr -n user.ctool-overlay.origin -v 1 "$m/newd/moved"
+	[ "$status" -ne 0 ] || fail "a mark could be set"
+	fumount "$m" "$w"
+}
+
+@test "st_ino kept on an upper on overlayfs, and with ctool's marks where the kernel's are refused" {
+	nest_mount
+	ino_kept "$T/outer/m" "$T/outer/u" "$T/outer/w"
+	umount "$T/outer"
+	# the test switch makes the probe find trusted.overlay.* refused
+	CTOOL_TEST_WHITEOUT_FILES=1 ino_kept "$T/m" "$T/u" "$T/w"
+	[ "$(getfattr --only-values -n user.ctool-overlay.origin "$T/u/newd/moved")" = \
+		"$(stat -c %i "$T/l1/l1file")" ] || fail "no origin of ctool's"
+	[ "$(getfattr --only-values -n user.ctool-overlay.impure "$T/u/newd")" = y ] ||
+		fail "no impure mark of ctool's"
+	run getfattr -n trusted.overlay.origin "$T/u/newd/moved"
+	[ "$status" -ne 0 ] || fail "the kernel's origin was written too"
 }
 
 @test "the file form of the opaque mark, and both forms read on a plain upper" {

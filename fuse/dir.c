@@ -270,8 +270,7 @@ static void fix_inos(struct ovl_fs *fs, struct ovl_node *dir, struct ovl_dir *d)
 			node_put(fs, n);
 			continue;
 		}
-		if (upfd < 0 && (node_path(dir, &path) < 0 ||
-				 layer_open_dir(fs, OVL_UPPER, path, &upfd) < 0))
+		if (upfd < 0 && node_dir_open(fs, dir, OVL_UPPER, &path, &upfd) < 0)
 			return;
 		e->ino = upper_entry_ino(fs, dir, upfd, e);
 	}

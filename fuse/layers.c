@@ -55,13 +55,10 @@ int layer_walk(struct ovl_fs *fs, struct ovl_node *dir, int first, layer_step_fn
 	_cleanup_free_ char *path = NULL;
 	int i, r;
 
-	r = node_path(dir, &path);
-	if (r < 0)
-		return r;
 	for (i = first; i <= dir->last; i++) {
 		_cleanup_close_ int pfd = -1;
 
-		r = layer_open_dir(fs, i, path, &pfd);
+		r = node_dir_open(fs, dir, i, &path, &pfd);
 		if (r == -ENOENT || r == -ENOTDIR)
 			continue;
 		if (r < 0)

@@ -174,6 +174,30 @@ int node_path(struct ovl_node *n, char **ret)
 	return 0;
 }
 
+/* An O_PATH fd on directory node dir as `layer` holds it: a copy of
+ * dir's own fd when dir's topmost object is there (no path to resolve,
+ * and the same object the path would reach with the tree lock held),
+ * else opened by dir's path, built once into *path for the caller to
+ * free. Tree lock held. 0 or -errno. */
+int node_dir_open(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *ret_fd)
+{
+	int fd, r;
+
+	if (dir->fd >= 0 && dir->layer == layer && !dir->transient && S_ISDIR(dir->type)) {
+		fd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return -errno;
+		*ret_fd = fd;
+		return 0;
+	}
+	if (!*path) {
+		r = node_path(dir, path);
+		if (r < 0)
+			return r;
+	}
+	return layer_open_dir(fs, layer, *path, ret_fd);
+}
+
 /* Open n's parent directory in `layer` (O_PATH); *ret_name is n's name
  * there (the root gives the layer fd itself and "."). Returns the fd or
  * -errno. Tree lock held. */
@@ -191,10 +215,7 @@ int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char 
 		*ret_name = ".";
 		return fd;
 	}
-	r = node_path(n->parent, &path);
-	if (r < 0)
-		return r;
-	r = layer_open_dir(fs, layer, path, &fd);
+	r = node_dir_open(fs, n->parent, layer, &path, &fd);
 	if (r < 0)
 		return r;
 	*ret_name = n->name;
@@ -719,10 +740,7 @@ int node_open_object(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 	struct stat st;
 	int r;
 
-	r = node_path(parent, &path);
-	if (r < 0)
-		return r;
-	r = layer_open_dir(fs, layer, path, &pfd);
+	r = node_dir_open(fs, parent, layer, &path, &pfd);
 	if (r < 0)
 		return r;
 	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);

@@ -30,10 +30,7 @@ static int upper_dir_fd(struct ovl_fs *fs, struct ovl_node *dir)
 	_cleanup_free_ char *path = NULL;
 	int fd, r;
 
-	r = node_path(dir, &path);
-	if (r < 0)
-		return r;
-	r = layer_open_dir(fs, OVL_UPPER, path, &fd);
+	r = node_dir_open(fs, dir, OVL_UPPER, &path, &fd);
 	return r < 0 ? r : fd;
 }
 

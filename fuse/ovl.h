@@ -234,6 +234,7 @@ void nodes_free(struct ovl_fs *fs);
 struct ovl_node *node_of(struct ovl_fs *fs, fuse_ino_t ino);
 fuse_ino_t node_ino(struct ovl_fs *fs, struct ovl_node *n);
 int node_path(struct ovl_node *n, char **ret);
+int node_dir_open(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *ret_fd);
 int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name);
 int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	     const struct ovl_hit *h, struct ovl_node **ret);

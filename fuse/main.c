@@ -524,7 +524,8 @@ static int run(struct opts *o, struct ovl_fs *fs)
 		r = ct_fail(&e, EIO, "cannot set signal handlers");
 	if (r == 0)
 		r = do_mount(fs, o, &e);
-	if (r == 0 && pt_setup(fs) < 0)
+	/* without the hooks, neither passthrough nor O_TMPFILE (EOPNOTSUPP) */
+	if (r == 0 && wire_setup(fs) < 0)
 		fs->pt_want = false;
 	if (r < 0) {
 		(void)fprintf(stderr, PROG ": %s\n", e.msg);

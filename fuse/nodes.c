@@ -399,6 +399,36 @@ static ino_t hit_oino(struct ovl_fs *fs, struct ovl_node *parent, const struct o
 	return ino;
 }
 
+/* A new node `name` in `parent` as hit h describes it, on object *fd
+ * (O_PATH, taken over when made), showing inode number oino (0: its
+ * own), with one kernel lookup; not hashed. Table lock held. NULL when
+ * out of memory. */
+static struct ovl_node *node_alloc(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+				   const struct ovl_hit *h, int *fd, ino_t oino)
+{
+	struct ovl_node *n = calloc(1, sizeof(*n));
+
+	if (n)
+		n->name = strdup(name);
+	if (!n || !n->name) {
+		free(n);
+		return NULL;
+	}
+	n->fd = TAKE_FD(*fd);
+	n->parent = parent;
+	n->type = h->type;
+	n->layer = h->layer;
+	n->last = h->last;
+	n->indexed = h->indexed;
+	n->ldev = h->ldev;
+	n->lino = h->lino;
+	n->oino = oino;
+	n->nlookup = 1;
+	parent->children++;
+	fs->node_count++;
+	return n;
+}
+
 /* The node for `name` in `parent` as hit h describes it, with one more
  * kernel lookup; made when new. Tree lock held (read is enough). The
  * existing node wins when two lookups race. 0 or -errno. */
@@ -439,31 +469,43 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		*ret = n;
 		return 0;
 	}
-	n = calloc(1, sizeof(*n));
-	if (n)
-		n->name = strdup(name);
-	if (!n || !n->name) {
+	n = node_alloc(fs, parent, name, h, &fd, oino);
+	if (!n) {
 		(void)pthread_mutex_unlock(&fs->table_lock);
-		free(n);
 		return -ENOMEM;
 	}
-	n->fd = TAKE_FD(fd);
-	n->parent = parent;
-	n->type = h->type;
-	n->layer = h->layer;
-	n->last = h->last;
-	n->indexed = h->indexed;
-	n->ldev = h->ldev;
-	n->lino = h->lino;
-	n->oino = oino;
-	n->nlookup = 1;
-	parent->children++;
 	table_insert(fs, n);
 	table_grow(fs);
-	fs->node_count++;
 	lru_touch(fs, n);
 	reclaim_kick(fs);
 	(void)pthread_mutex_unlock(&fs->table_lock);
+	*ret = n;
+	return 0;
+}
+
+/* A node for an O_TMPFILE just made in the upper directory of `parent`,
+ * on its object *fd (O_PATH, taken over when made), with one kernel
+ * lookup. It has no name in the merged view: never hashed, it is found
+ * by no lookup and no path is built from it; like a removed open file it
+ * acts on its own fd, until a link names it (node_name_tmpfile). Tree
+ * lock held for writing. 0 or -ENOMEM. */
+int node_new_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, int *fd, struct ovl_node **ret)
+{
+	const struct ovl_hit h = {
+		.found = true, .type = S_IFREG, .layer = OVL_UPPER, .last = OVL_UPPER,
+	};
+	struct ovl_node *n;
+
+	(void)pthread_mutex_lock(&fs->table_lock);
+	/* "/": the name the kernel sent, which no entry can have */
+	n = node_alloc(fs, parent, "/", &h, fd, 0);
+	if (n) {
+		n->tmpfile = true;
+		reclaim_kick(fs);
+	}
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	if (!n)
+		return -ENOMEM;
 	*ret = n;
 	return 0;
 }
@@ -513,14 +555,30 @@ void node_put(struct ovl_fs *fs, struct ovl_node *n)
 	(void)pthread_mutex_unlock(&fs->table_lock);
 }
 
+/* n takes `name` (allocated, taken over) in `newparent`, hashed there
+ * when `hash`. Table lock held. */
+static void node_rename(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
+			char *name, bool hash)
+{
+	struct ovl_node *old = n->parent;
+
+	table_remove(fs, n);
+	free(n->name);
+	n->name = name;
+	n->parent = newparent;
+	newparent->children++;
+	old->children--;
+	if (hash)
+		table_insert(fs, n);
+	node_try_free(fs, old);
+}
+
 /* n is now `newname` in `newparent` (after a rename). Tree lock held for
  * writing. 0 or -ENOMEM (n unchanged). */
 int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
 	      const char *newname)
 {
 	char *name = strdup(newname);
-	struct ovl_node *old;
-	bool was_hashed;
 
 	if (!name)
 		return -ENOMEM;
@@ -530,17 +588,33 @@ int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
 	if (n->oino && !n->transient)
 		copyup_mark_impure(fs, newparent);
 	(void)pthread_mutex_lock(&fs->table_lock);
-	was_hashed = n->hashed;
-	table_remove(fs, n);
-	old = n->parent;
-	free(n->name);
-	n->name = name;
-	n->parent = newparent;
-	newparent->children++;
-	old->children--;
-	if (was_hashed)
-		table_insert(fs, n);
-	node_try_free(fs, old);
+	node_rename(fs, n, newparent, name, n->hashed);
+	(void)pthread_mutex_unlock(&fs->table_lock);
+	return 0;
+}
+
+/* Tmpfile node n has just been linked in as `name` in `parent`: it takes
+ * that name, hashed as any node, with one more kernel lookup (the reply
+ * to the link names n itself, so that the kernel keeps one inode). A
+ * node still hashed there, whose name showed nothing, goes. Tree lock
+ * held for writing. 0 or -ENOMEM. */
+int node_name_tmpfile(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *parent,
+		      const char *name)
+{
+	char *s = strdup(name);
+	struct ovl_node *stale;
+
+	if (!s)
+		return -ENOMEM;
+	(void)pthread_mutex_lock(&fs->table_lock);
+	stale = table_find(fs, parent, name);
+	if (stale)
+		table_remove(fs, stale);
+	node_rename(fs, n, parent, s, true);
+	n->tmpfile = false;
+	n->nlookup++;
+	table_grow(fs);
+	lru_touch(fs, n);
 	(void)pthread_mutex_unlock(&fs->table_lock);
 	return 0;
 }

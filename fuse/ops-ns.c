@@ -22,6 +22,7 @@ struct ns_new {
 	const char *target;     /* symlinks */
 	int oflags;             /* regular files made by create */
 	int link_fd;            /* hard links: O_PATH fd on the upper file, or -1 */
+	struct ovl_node *tmpfile; /* a tmpfile linked in: its node takes the name */
 };
 
 /* Open directory node `dir` itself in the upper (O_PATH). fd or -errno. */
@@ -32,6 +33,22 @@ static int upper_dir_fd(struct ovl_fs *fs, struct ovl_node *dir)
 
 	r = node_dir_open(fs, dir, OVL_UPPER, &path, &fd);
 	return r < 0 ? r : fd;
+}
+
+/* Where a new entry of directory node `parent` goes: parent copied up
+ * and opened in the upper (O_PATH), its attributes in *pst. fd or
+ * -errno. */
+static int upper_parent_fd(struct ovl_fs *fs, struct ovl_node *parent, struct stat *pst)
+{
+	_cleanup_close_ int fd = -1;
+	int r = copyup_node(fs, parent);
+
+	if (r < 0)
+		return r;
+	fd = upper_dir_fd(fs, parent);
+	if (fd >= 0 && fstat(fd, pst) < 0)
+		return -errno;
+	return TAKE_FD(fd); /* or upper_dir_fd's -errno */
 }
 
 /* Is dfd/name a whiteout? 1, 0 (nothing or something else) or -errno. */
@@ -70,27 +87,21 @@ static int make_object(int dfd, const char *name, const struct ns_new *nw, int *
 	}
 }
 
-/* Give dfd/name, just made as nw, the caller's ownership: its uid, and
- * its gid or the directory's when that is setgid (directories then
- * inherit the bit). chown drops set-id bits, so they are put back after
- * it. Both act on the object opened once, never followed. */
-static int set_owner(int dfd, const char *name, const struct ns_new *nw,
-		     const struct fuse_ctx *ctx, const struct stat *pst)
+/* Give fd, on an object just made as nw in a directory of stat pst, the
+ * caller's ownership: its uid, and its gid or the directory's when that
+ * is setgid (directories then inherit the bit). chown drops set-id bits,
+ * so they are put back after it. */
+static int set_owner_fd(int fd, const struct ns_new *nw, const struct fuse_ctx *ctx,
+			const struct stat *pst)
 {
 	bool sgid_dir = pst->st_mode & S_ISGID;
 	gid_t gid = sgid_dir ? pst->st_gid : ctx->gid;
 	mode_t mode = nw->mode & 07777;
-	_cleanup_close_ int fd = -1;
 	struct stat st;
 	char p[32];
 
-	if (nw->link_fd >= 0)
-		return 0;
 	if (S_ISDIR(nw->mode) && sgid_dir)
 		mode |= S_ISGID;
-	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if ((st.st_mode & S_IFMT) != (nw->mode & S_IFMT))
@@ -101,6 +112,21 @@ static int set_owner(int dfd, const char *name, const struct ns_new *nw,
 	    chmod(proc_fd_path(fd, p), mode) < 0)
 		return -errno;
 	return 0;
+}
+
+/* set_owner_fd for dfd/name, acting on the object opened once, never
+ * followed. */
+static int set_owner(int dfd, const char *name, const struct ns_new *nw,
+		     const struct fuse_ctx *ctx, const struct stat *pst)
+{
+	_cleanup_close_ int fd = -1;
+
+	if (nw->link_fd >= 0)
+		return 0;
+	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return set_owner_fd(fd, nw, ctx, pst);
 }
 
 /* Make entry `name` in merged dir `parent` as nw says, owned by the
@@ -129,14 +155,9 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 		return r;
 	if (h.found)
 		return -EEXIST;
-	r = copyup_node(fs, parent);
-	if (r < 0)
-		return r;
-	upfd = upper_dir_fd(fs, parent);
+	upfd = upper_parent_fd(fs, parent, &pst);
 	if (upfd < 0)
 		return upfd;
-	if (fstat(upfd, &pst) < 0)
-		return -errno;
 	wh = is_whiteout_at(upfd, name);
 	if (wh < 0)
 		return wh;
@@ -180,7 +201,8 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 	h.found = true;
 	h.type = h.st.st_mode & S_IFMT;
 	h.layer = h.last = OVL_UPPER;
-	r = node_get(fs, parent, name, &h, &n);
+	n = nw->tmpfile;
+	r = n ? node_name_tmpfile(fs, n, parent, name) : node_get(fs, parent, name, &h, &n);
 	if (r < 0)
 		return r;
 	ops_fill_entry(fs, n, &h.st, e);
@@ -234,6 +256,57 @@ void ns_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 	ns_make_reply(req, parent, name, &nw);
 }
 
+/* The open flags of the caller that an O_TMPFILE in the upper keeps:
+ * O_EXCL among them, so that the upper refuses to link it too. */
+#define TMPFILE_OFLAGS \
+	(O_ACCMODE | O_EXCL | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_DIRECT | O_NOATIME | \
+	 O_LARGEFILE)
+
+/* An O_TMPFILE in the upper directory of `parent` (copied up first, as
+ * the kernel's overlay does), as nw says, owned by the caller. Its node
+ * has no name in the merged view until a link gives it one (ns_link):
+ * closed before that, it leaves nothing in the upper. The node and its
+ * attributes in *e, its open fd in *ret_fd. Tree lock held for writing.
+ * 0 or -errno. */
+static int ns_tmpfile(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent,
+		      const struct ns_new *nw, struct fuse_entry_param *e, int *ret_fd)
+{
+	_cleanup_close_ int upfd = -1, fd = -1, pfd = -1;
+	struct ovl_node *n;
+	struct stat pst, st;
+	char p[32];
+	int r;
+
+	if (fs->readonly)
+		return -EROFS;
+	if (!node_live(parent))
+		return -ENOENT;
+	upfd = upper_parent_fd(fs, parent, &pst);
+	if (upfd < 0)
+		return upfd;
+	fd = openat(upfd, ".", O_TMPFILE | O_CLOEXEC | (nw->oflags & TMPFILE_OFLAGS),
+		    nw->mode & 07777);
+	if (fd < 0)
+		return -errno;
+	r = set_owner_fd(fd, nw, fuse_req_ctx(req), &pst);
+	if (r < 0)
+		return r;
+	/* the node's own fd, as any node has: a link is made from it */
+	pfd = open(proc_fd_path(fd, p), O_PATH | O_CLOEXEC);
+	if (pfd < 0 || fstat(pfd, &st) < 0)
+		return -errno;
+	r = node_new_tmpfile(fs, parent, &pfd, &n);
+	if (r < 0)
+		return r;
+	/* the link the kernel's d_tmpfile takes away again */
+	st.st_nlink = 1;
+	ops_fill_entry(fs, n, &st, e);
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+/* create, and O_TMPFILE: wire.c hands FUSE_TMPFILE over as a create of
+ * the name "/", which no entry can have. */
 void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
@@ -243,7 +316,10 @@ void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	int fd = -1, r;
 
 	tree_wrlock(fs);
-	r = ns_make(fs, req, node_of(fs, parent), name, &nw, &e, &fd);
+	if (!strcmp(name, "/"))
+		r = ns_tmpfile(fs, req, node_of(fs, parent), &nw, &e, &fd);
+	else
+		r = ns_make(fs, req, node_of(fs, parent), name, &nw, &e, &fd);
 	if (r == 0)
 		fi->fh = pt_open(fs, node_of(fs, e.ino), fd, true);
 	tree_unlock(fs);
@@ -268,13 +344,15 @@ void ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 
 	tree_wrlock(fs);
 	/* the link is made to n's own inode (a removed one is refused by
-	 * linkat with ENOENT), never to what its old name shows */
+	 * linkat with ENOENT, and so is an O_TMPFILE|O_EXCL one), never to
+	 * what its old name shows; a tmpfile's node takes the new name */
 	r = copyup_node(fs, n);
 	if (r == 0 && n->fd < 0)
 		r = -ESTALE;
 	if (r == 0) {
 		nw.link_fd = n->fd;
 		nw.mode = n->type;
+		nw.tmpfile = n->tmpfile ? n : NULL;
 		r = ns_make(fs, req, node_of(fs, newparent), newname, &nw, &e, NULL);
 	}
 	tree_unlock(fs);

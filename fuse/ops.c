@@ -254,8 +254,7 @@ static bool open_writes(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-/* open. O_TMPFILE never gets here: libfuse 3.14 has no tmpfile
- * operation, so the kernel answers EOPNOTSUPP for it. */
+/* open. O_TMPFILE never gets here: it comes as a create (ns_create). */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ovl_fs *fs = req_fs(req);

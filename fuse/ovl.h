@@ -80,10 +80,10 @@ struct ovl_layer {
  *    AND table_lock held; read with either held.
  *  - nlookup, children, pins, hnext, lru_prev, lru_next, on_lru:
  *    table_lock.
- *  - type, layer, last, indexed, ldev, lino, oino, fd: written with
- *    tree_lock held for writing (or before the node is published in the
- *    table); read with tree_lock held (read or write). fd is closed when
- *    the node is freed.
+ *  - type, layer, last, indexed, ldev, lino, oino, fd, tmpfile: written
+ *    with tree_lock held for writing (or before the node is published in
+ *    the table); read with tree_lock held (read or write). fd is closed
+ *    when the node is freed.
  *  - impure: like those, but also set with tree_lock held for reading,
  *    with __atomic calls (node_impure, copyup_mark_impure): every writer
  *    there stores what the upper says.
@@ -108,6 +108,7 @@ struct ovl_node {
 	uint8_t impure;     /* upper directories: OVL_IMPURE_* */
 	int fd;             /* O_PATH on the object in `layer`; -1 if transient */
 	bool transient;     /* a stand-in on the stack, never in the table */
+	bool tmpfile;       /* an O_TMPFILE never linked in: no name, unhashed */
 	/* Open files (fs->pt_lock; see passthrough.c): those passed through
 	 * to backing file pt_id, made for the object in pt_layer, and those
 	 * served through the page cache. */
@@ -148,8 +149,9 @@ struct ovl_fs {
 	double timeout;
 	struct fuse_session *se;
 	/* Passthrough (passthrough.c): wanted (not -o nopassthrough),
-	 * offered by the kernel's INIT, in use (set at INIT; turned off at
-	 * once, atomically, when the kernel refuses the backing ioctl). */
+	 * offered by the kernel's INIT (wire.c reads it), in use (set at
+	 * INIT; turned off at once, atomically, when the kernel refuses the
+	 * backing ioctl). */
 	bool pt_want;
 	bool pt_offered;
 	bool pt_on;
@@ -238,6 +240,9 @@ int node_dir_open(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **pat
 int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name);
 int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	     const struct ovl_hit *h, struct ovl_node **ret);
+int node_new_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, int *fd, struct ovl_node **ret);
+int node_name_tmpfile(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *parent,
+		      const char *name);
 void node_forget(struct ovl_fs *fs, struct ovl_node *n, uint64_t nlookup);
 void node_unhash(struct ovl_fs *fs, struct ovl_node *n);
 int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
@@ -308,12 +313,18 @@ static inline int fh_fd(uint64_t fh)
 }
 
 int pt_cond_init(pthread_cond_t *c);
-int pt_setup(struct ovl_fs *fs);
 void pt_init(struct ovl_fs *fs);
 int pt_busy(struct ovl_fs *fs, struct ovl_node *n);
 uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes);
 void pt_open_failed(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
 void pt_release(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
+
+/* ---- wire.c: the protocol words libfuse 3.14 lacks ---- */
+
+int wire_setup(struct ovl_fs *fs);
+void wire_want_init(void);
+void wire_want_open(int32_t id);
+void wire_cancel(void);
 
 /* ---- ops.c / ops-ns.c: the FUSE operations ---- */
 

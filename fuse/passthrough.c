@@ -6,14 +6,11 @@
  * cache. That is what lets a FUSE overlay read at the kernel overlay's
  * speed.
  *
- * bookworm's libfuse (3.14) predates passthrough, so the daemon speaks
- * the few protocol words it needs itself, through libfuse's custom I/O
- * hooks: the FUSE_INIT request says whether the kernel offers it; the
- * INIT reply asks for it (FUSE_PASSTHROUGH, max_stack_depth); an OPEN or
- * CREATE reply carries FOPEN_PASSTHROUGH and the backing id that
- * FUSE_DEV_IOC_BACKING_OPEN returned for the daemon's fd. A handler
- * says what its next reply needs in a thread-local word, and the writev
- * hook, called in that same thread by fuse_reply_*(), patches it in.
+ * bookworm's libfuse (3.14) predates passthrough: wire.c speaks the
+ * protocol words it takes (the INIT request's offer, the INIT reply's
+ * request for it, FOPEN_PASSTHROUGH and the backing id in an OPEN or
+ * CREATE reply). Here the daemon decides which opens are passed through,
+ * and gets their backing ids from FUSE_DEV_IOC_BACKING_OPEN.
  *
  * The kernel holds one backing file per inode, and refuses (EIO to the
  * caller) an open that names another backing file, or none, while a
@@ -35,22 +32,12 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stddef.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ovl.h"
 
-/* The protocol words of Linux 6.9 that bookworm's headers lack. */
-#define PT_OP_INIT 26
-#define PT_INIT_EXT (1u << 30)
-#define PT_PASSTHROUGH_HI (1u << 5)     /* FUSE_PASSTHROUGH: bit 37 of flags */
-#define PT_FOPEN_PASSTHROUGH (1u << 7)
-#define PT_STACK_DEPTH 1                /* layers on overlayfs stay cached */
 #define PT_RELEASE_WAIT_MS 200
 
 struct pt_backing_map {
@@ -60,82 +47,6 @@ struct pt_backing_map {
 };
 #define PT_IOC_BACKING_OPEN _IOW(229, 1, struct pt_backing_map)
 #define PT_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
-
-/* Offsets in the wire structures (struct fuse_in_header is 40 bytes). */
-#define PT_IN_OPCODE 4
-#define PT_INIT_IN_FLAGS (40 + 12)
-#define PT_INIT_IN_FLAGS2 (40 + 16)
-#define PT_INIT_OUT_FLAGS 12
-#define PT_INIT_OUT_FLAGS2 32
-#define PT_INIT_OUT_DEPTH 36
-#define PT_OPEN_OUT_SIZE 16             /* fh, open_flags, backing_id */
-
-/* What the next reply of this thread needs. */
-static __thread struct {
-	enum { PT_NONE, PT_INIT, PT_OPEN } kind;
-	int32_t id;
-} pt_next;
-
-static uint32_t get32(const void *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static void put32(void *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
-{
-	struct ovl_fs *fs = userdata;
-	ssize_t n = read(fd, buf, len);
-	const char *b = buf;
-
-	if (n >= PT_INIT_IN_FLAGS2 + 4 && get32(b + PT_IN_OPCODE) == PT_OP_INIT)
-		fs->pt_offered = (get32(b + PT_INIT_IN_FLAGS) & PT_INIT_EXT) &&
-				 (get32(b + PT_INIT_IN_FLAGS2) & PT_PASSTHROUGH_HI);
-	return n;
-}
-
-static void pt_patch(struct iovec *iov, int count)
-{
-	struct iovec *last = &iov[count - 1];
-	char *b = last->iov_base;
-
-	if (count < 2)
-		return;    /* an error reply */
-	if (pt_next.kind == PT_INIT && last->iov_len >= PT_INIT_OUT_DEPTH + 4) {
-		put32(b + PT_INIT_OUT_FLAGS, get32(b + PT_INIT_OUT_FLAGS) | PT_INIT_EXT);
-		put32(b + PT_INIT_OUT_FLAGS2, get32(b + PT_INIT_OUT_FLAGS2) | PT_PASSTHROUGH_HI);
-		put32(b + PT_INIT_OUT_DEPTH, PT_STACK_DEPTH);
-	} else if (pt_next.kind == PT_OPEN && last->iov_len >= PT_OPEN_OUT_SIZE) {
-		char *o = b + last->iov_len - PT_OPEN_OUT_SIZE;
-
-		put32(o + 8, get32(o + 8) | PT_FOPEN_PASSTHROUGH);
-		put32(o + 12, (uint32_t)pt_next.id);
-	}
-}
-
-static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
-{
-	(void)userdata;
-	if (pt_next.kind != PT_NONE) {
-		pt_patch(iov, count);
-		pt_next.kind = PT_NONE;
-	}
-	return writev(fd, iov, count);
-}
-
-static ssize_t pt_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
-			 unsigned int flags, void *userdata)
-{
-	(void)userdata;
-	return splice(fdin, offin, fdout, offout, len, flags);
-}
 
 /* A condition variable timed on CLOCK_MONOTONIC. 0 or an error number. */
 int pt_cond_init(pthread_cond_t *c)
@@ -152,24 +63,11 @@ int pt_cond_init(pthread_cond_t *c)
 	return r;
 }
 
-int pt_setup(struct ovl_fs *fs)
-{
-	static const struct fuse_custom_io io = {
-		.read = pt_read,
-		.writev = pt_writev,
-		.splice_send = pt_splice,
-	};
-
-	if (!fs->pt_want)
-		return 0;
-	return fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
-}
-
 void pt_init(struct ovl_fs *fs)
 {
 	fs->pt_on = fs->pt_want && fs->pt_offered;
 	if (fs->pt_on)
-		pt_next.kind = PT_INIT;
+		wire_want_init();
 }
 
 /* The backing id for fd, or 0 (none: the open stays cached). */
@@ -236,8 +134,7 @@ uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes)
 	}
 	if (n->cached_opens == 0 && n->pt_id > 0) {
 		n->pt_opens++;
-		pt_next.kind = PT_OPEN;
-		pt_next.id = n->pt_id;
+		wire_want_open(n->pt_id);
 		fh |= OVL_FH_PT;
 	} else {
 		n->cached_opens++;
@@ -254,7 +151,7 @@ cached:
 /* The open reply could not be sent: forget what pt_open armed. */
 void pt_open_failed(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh)
 {
-	pt_next.kind = PT_NONE;
+	wire_cancel();
 	pt_release(fs, n, fh);
 }
 

@@ -119,6 +119,17 @@ kmount() {
 	mount -t overlay overlay -o "lowerdir=$T/l1:$T/l2,upperdir=$u,workdir=$w,$opts" "$m"
 }
 
+# need_linux VERSION WHAT: skip unless this kernel is Linux VERSION or
+# later, saying that it has no WHAT.
+need_linux() {
+	local v
+	v=$(uname -r)
+	v=${v%%-*}
+	if [ "$(printf '%s\n%s\n' "$v" "$1" | sort -V | head -1)" != "$1" ]; then
+		skip "Linux $v has no $2 ($1 and later have it)"
+	fi
+}
+
 # A listing of a tree: names, types, modes, owners, link counts (not of
 # directories: a merged one reports 1), symlink targets, contents, xattrs
 # (trusted.overlay.* included). No times, no inode numbers.
@@ -590,6 +601,185 @@ ops_script() {
 	ino_marks "$T/ku" >"$T/k.marks"
 	ino_marks "$T/fu" >"$T/f.marks"
 	diff -u "$T/k.marks" "$T/f.marks" || fail "the origin records differ"
+}
+
+# The O_TMPFILE steps, run in merged root $1: in the root, in a lower
+# directory and in one made in the upper; written, changed, linked in
+# through /proc/self/fd (AT_SYMLINK_FOLLOW) and with AT_EMPTY_PATH; an
+# O_EXCL one that no link takes; one closed unlinked; the refusals; one
+# made by uid 1000 with its umask. Every step prints what it did and
+# what came of it (an errno's name for a failure), never an inode or fd
+# number.
+tmpfile_script() {
+	python3 - "$1" <<'PY'
+import ctypes, errno, os, sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = -100, 0x400, 0x1000
+
+def op(what, fn):
+	try:
+		r = fn()
+	except OSError as e:
+		print(what, "->", errno.errorcode[e.errno])
+		return None
+	print(what, "-> ok")
+	return r
+
+def say(what, v):
+	print(what + ":", v)
+
+def st(s):
+	return "%o %d:%d size=%d nlink=%d" % (s.st_mode, s.st_uid, s.st_gid, s.st_size, s.st_nlink)
+
+def tmpfile(d, flags=os.O_RDWR, mode=0o666):
+	return os.open(d, os.O_TMPFILE | flags, mode)
+
+# (os.link calls link(2), which links the magic link itself: EXDEV)
+def linkat(fd, old, new, flags):
+	if libc.linkat(fd, old.encode(), AT_FDCWD, new.encode(), flags) != 0:
+		e = ctypes.get_errno()
+		raise OSError(e, os.strerror(e))
+
+def link_proc(fd, name):
+	linkat(AT_FDCWD, "/proc/self/fd/%d" % fd, name, AT_SYMLINK_FOLLOW)
+
+def link_empty(fd, name):
+	linkat(fd, "", name, AT_EMPTY_PATH)
+
+def content(name):
+	with open(name, "rb") as f:
+		return f.read()
+
+os.chdir(sys.argv[1])
+os.umask(0o022)
+names = sorted(os.listdir("."))
+
+# the root: linked through /proc/self/fd, then once more with AT_EMPTY_PATH
+fd = op("tmpfile .", lambda: tmpfile("."))
+op("write", lambda: os.write(fd, b"root data\n"))
+say("fstat", st(os.fstat(fd)))
+say("root unchanged", sorted(os.listdir(".")) == names)
+r = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY)
+say("reopened through /proc", os.read(r, 100))
+os.close(r)
+op("fchmod 0604", lambda: os.fchmod(fd, 0o604))
+op("fchown 1000:1000", lambda: os.fchown(fd, 1000, 1000))
+say("fstat", st(os.fstat(fd)))
+op("link over l1file", lambda: link_proc(fd, "l1file"))
+op("link /proc root-tmp", lambda: link_proc(fd, "root-tmp"))
+say("fstat", st(os.fstat(fd)))
+op("write", lambda: os.write(fd, b"more\n"))
+say("root-tmp", st(os.lstat("root-tmp")))
+say("root-tmp holds", content("root-tmp"))
+op("link AT_EMPTY_PATH root-tmp2", lambda: link_empty(fd, "root-tmp2"))
+say("root-tmp2", st(os.lstat("root-tmp2")))
+os.close(fd)
+say("root-tmp", st(os.lstat("root-tmp")))
+
+# a directory only a lower has: copied up, linked with AT_EMPTY_PATH
+fd = op("tmpfile dlow", lambda: tmpfile("dlow", os.O_WRONLY, 0o640))
+op("write", lambda: os.write(fd, b"low data\n"))
+op("fchown 0:1000", lambda: os.fchown(fd, 0, 1000))
+op("link AT_EMPTY_PATH dlow/low-tmp", lambda: link_empty(fd, "dlow/low-tmp"))
+os.close(fd)
+say("dlow/low-tmp", st(os.lstat("dlow/low-tmp")))
+say("dlow/low-tmp holds", content("dlow/low-tmp"))
+say("dlow", sorted(os.listdir("dlow")))
+
+# a directory made in the upper; appends and a truncate
+op("mkdir newdir", lambda: os.mkdir("newdir"))
+fd = op("tmpfile newdir", lambda: tmpfile("newdir", os.O_RDWR | os.O_APPEND, 0o600))
+op("write", lambda: os.write(fd, b"upper data\n"))
+op("write", lambda: os.write(fd, b"appended\n"))
+op("ftruncate 16", lambda: os.ftruncate(fd, 16))
+op("link /proc newdir/up-tmp", lambda: link_proc(fd, "newdir/up-tmp"))
+say("fstat", st(os.fstat(fd)))
+os.close(fd)
+say("newdir/up-tmp holds", content("newdir/up-tmp"))
+
+# O_EXCL: never linked
+fd = op("tmpfile dboth O_EXCL", lambda: tmpfile("dboth", os.O_RDWR | os.O_EXCL))
+op("write", lambda: os.write(fd, b"excl\n"))
+op("link /proc dboth/excl", lambda: link_proc(fd, "dboth/excl"))
+op("link AT_EMPTY_PATH dboth/excl", lambda: link_empty(fd, "dboth/excl"))
+say("fstat", st(os.fstat(fd)))
+os.close(fd)
+say("dboth", sorted(os.listdir("dboth")))
+
+# closed without a link: nothing stays
+fd = op("tmpfile dtop", lambda: tmpfile("dtop"))
+op("write", lambda: os.write(fd, b"x" * (3 << 20)))
+say("fstat", st(os.fstat(fd)))
+os.close(fd)
+say("dtop", sorted(os.listdir("dtop")))
+
+# the refusals
+op("tmpfile . O_RDONLY", lambda: tmpfile(".", os.O_RDONLY))
+op("tmpfile l1file", lambda: tmpfile("l1file"))
+op("tmpfile nodir", lambda: tmpfile("nodir"))
+op("tmpfile dlow/sl", lambda: tmpfile("dlow/sl"))
+
+# uid 1000: its owner and umask; root's directory refuses it
+sys.stdout.flush()
+pid = os.fork()
+if pid == 0:
+	os.setgroups([])
+	os.setgid(1000)
+	os.setuid(1000)
+	os.umask(0o027)
+	op("user: tmpfile .", lambda: tmpfile("."))
+	fd = op("user: tmpfile dtop", lambda: tmpfile("dtop"))
+	op("user: write", lambda: os.write(fd, b"mine\n"))
+	op("user: link /proc dtop/user-tmp", lambda: link_proc(fd, "dtop/user-tmp"))
+	os.close(fd)
+	say("user: dtop/user-tmp", st(os.lstat("dtop/user-tmp")))
+	sys.stdout.flush()
+	os._exit(0)
+say("user", os.waitpid(pid, 0)[1])
+PY
+}
+
+@test "differential: O_TMPFILE as on the kernel overlay, with and without passthrough" {
+	local o
+	need_linux 6.6 "O_TMPFILE on overlayfs"
+	kmount "$T/km" "$T/ku" "$T/kw"
+	tmpfile_script "$T/km" >"$T/k.out" 2>&1 || fail "on the kernel overlay: $(cat "$T/k.out")"
+	ovl_list "$T/km" >"$T/k.view"
+	umount "$T/km"
+	ovl_list "$T/ku" >"$T/k.upper"
+	# what the kernel does, which ctool-overlayfs must do alike
+	grep -qx 'link /proc root-tmp -> ok' "$T/k.out" &&
+		grep -qx 'link AT_EMPTY_PATH dboth/excl -> ENOENT' "$T/k.out" &&
+		grep -qx 'tmpfile . O_RDONLY -> EINVAL' "$T/k.out" &&
+		grep -qx 'user: dtop/user-tmp: 100640 1000:1000 size=5 nlink=1' "$T/k.out" ||
+		fail "the kernel overlay: $(cat "$T/k.out")"
+	for o in passthrough nopassthrough; do
+		fmount "$T/fm.$o" "$T/fu.$o" "$T/fw.$o" "$o"
+		tmpfile_script "$T/fm.$o" >"$T/f.$o.out" 2>&1 || fail "$o: $(cat "$T/f.$o.out")"
+		ovl_list "$T/fm.$o" >"$T/f.$o.view"
+		fumount "$T/fm.$o" "$T/fw.$o"
+		diff -u "$T/k.out" "$T/f.$o.out" || fail "$o: the steps went differently"
+		diff -u "$T/k.view" "$T/f.$o.view" || fail "$o: the merged views differ"
+		ovl_list "$T/fu.$o" >"$T/f.$o.upper"
+		diff -u "$T/k.upper" "$T/f.$o.upper" || fail "$o: the upper layers differ"
+		[ -z "$(ls -A "$T/fw.$o/work")" ] || fail "$o: left in the workdir: $(ls -A "$T/fw.$o/work")"
+	done
+	# a read-only mount refuses it, as the kernel's does
+	mkdir -p "$T/kro" "$T/fro"
+	mount -t overlay overlay -o "lowerdir=$T/l1:$T/l2" "$T/kro"
+	"$OVL" -o "lowerdir=$T/l1:$T/l2,pidfile=$T/ro.pid" "$T/fro"
+	for o in kro fro; do
+		python3 -c 'import os, sys
+try:
+	os.open(sys.argv[1], os.O_TMPFILE | os.O_RDWR, 0o644)
+except OSError as e:
+	print(os.strerror(e.errno))' "$T/$o" >"$T/$o.out"
+	done
+	umount "$T/kro"
+	fumount "$T/fro" "$T/ro"
+	[ "$(cat "$T/kro.out")" = "Read-only file system" ] || fail "kernel: $(cat "$T/kro.out")"
+	diff -u "$T/kro.out" "$T/fro.out" || fail "read-only: not as the kernel"
 }
 
 # The st_ino of f and g (renamed g2) on mount $1 over lower $T/tl, upper
@@ -1171,12 +1361,7 @@ except OSError as e:
 
 # Skip when this kernel has no FUSE passthrough, saying so.
 need_passthrough() {
-	local v
-	v=$(uname -r)
-	v=${v%%-*}
-	if [ "$(printf '%s\n6.9\n' "$v" | sort -V | head -1)" != 6.9 ]; then
-		skip "Linux $v has no FUSE passthrough (6.9 and later have it)"
-	fi
+	need_linux 6.9 "FUSE passthrough"
 }
 
 @test "passthrough: a large lower file reads right; writing it waits for its readers" {

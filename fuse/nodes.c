@@ -429,6 +429,20 @@ static struct ovl_node *node_alloc(struct ovl_fs *fs, struct ovl_node *parent, c
 	return n;
 }
 
+/* The known node for `name` in `parent`, with one more kernel lookup
+ * and made the most recently used; NULL when there is none. table_lock
+ * held. */
+static struct ovl_node *table_take(struct ovl_fs *fs, struct ovl_node *parent, const char *name)
+{
+	struct ovl_node *n = table_find(fs, parent, name);
+
+	if (n) {
+		n->nlookup++;
+		lru_touch(fs, n);
+	}
+	return n;
+}
+
 /* The node for `name` in `parent` as hit h describes it, with one more
  * kernel lookup; made when new. Tree lock held (read is enough). The
  * existing node wins when two lookups race. 0 or -errno. */
@@ -442,11 +456,7 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	int r;
 
 	(void)pthread_mutex_lock(&fs->table_lock);
-	n = table_find(fs, parent, name);
-	if (n) {
-		n->nlookup++;
-		lru_touch(fs, n);
-	}
+	n = table_take(fs, parent, name);
 	(void)pthread_mutex_unlock(&fs->table_lock);
 	if (n) {
 		*ret = n;
@@ -461,10 +471,8 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		return r;
 	oino = hit_oino(fs, parent, h, fd);
 	(void)pthread_mutex_lock(&fs->table_lock);
-	n = table_find(fs, parent, name);
+	n = table_take(fs, parent, name);
 	if (n) {
-		n->nlookup++;
-		lru_touch(fs, n);
 		(void)pthread_mutex_unlock(&fs->table_lock);
 		*ret = n;
 		return 0;

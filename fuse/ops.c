@@ -208,11 +208,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct stat st;
 	int r;
 
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		(void)pt_busy(fs, n, true);
 	tree_wrlock(fs);
 	/* a removed node in the upper is changed in place, as the kernel
 	 * changes an open unlinked file; a removed lower one cannot be copied
 	 * up (-ESTALE) */
-	r = to_set & FUSE_SET_ATTR_SIZE ? pt_busy(fs, n) : 0;
+	r = to_set & FUSE_SET_ATTR_SIZE ? pt_busy(fs, n, false) : 0;
 	if (r == 0)
 		r = copyup_node(fs, n);
 	if (r == 0)
@@ -264,11 +266,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct stat st;
 	int fd = -1, r;
 
-	if (writes)
+	if (writes) {
+		(void)pt_busy(fs, n, true);
 		tree_wrlock(fs);
-	else
+	} else {
 		tree_rdlock(fs);
-	r = writes ? pt_busy(fs, n) : 0;
+	}
+	r = writes ? pt_busy(fs, n, false) : 0;
 	if (r == 0 && writes)
 		r = copyup_node_flags(fs, n, (flags & O_TRUNC) && S_ISREG(n->type));
 	if (r == 0)

@@ -314,7 +314,7 @@ static inline int fh_fd(uint64_t fh)
 
 int pt_cond_init(pthread_cond_t *c);
 void pt_init(struct ovl_fs *fs);
-int pt_busy(struct ovl_fs *fs, struct ovl_node *n);
+int pt_busy(struct ovl_fs *fs, struct ovl_node *n, bool wait);
 uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes);
 void pt_open_failed(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
 void pt_release(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);

@@ -79,8 +79,10 @@ static int32_t backing_open(struct ovl_fs *fs, int fd)
 	if (id > 0)
 		return id;
 	/* refused for the whole mount (no privilege, no support): stop
-	 * asking; refused for this file (a layer on overlayfs): cached */
-	if (errno == EPERM || errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL)
+	 * asking; refused for this file (a layer on overlayfs: ELOOP; a
+	 * filesystem that cannot write, as squashfs: EINVAL or EOPNOTSUPP):
+	 * that file stays cached */
+	if (errno == EPERM || errno == ENOTTY)
 		__atomic_store_n(&fs->pt_on, false, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -94,13 +96,15 @@ static void backing_close(struct ovl_fs *fs, int32_t id)
 
 /* Whether a change to n's data must wait for passthrough readers of its
  * lower file: -ETXTBSY then, else 0. The kernel sends RELEASE after
- * close() has returned, so readers that just closed are waited for, a
- * little (other threads serve the RELEASE: it takes no tree lock). Tree
- * lock held. */
-int pt_busy(struct ovl_fs *fs, struct ovl_node *n)
+ * close() has returned, so with `wait` readers that just closed are
+ * waited for, a little: then without the tree lock, which would stop
+ * the whole mount meanwhile (the RELEASE itself takes no tree lock).
+ * Without `wait`, the check under the tree lock, just before the data
+ * changes. */
+int pt_busy(struct ovl_fs *fs, struct ovl_node *n, bool wait)
 {
 	struct timespec until;
-	int r = 0;
+	int r = wait ? 0 : ETIMEDOUT;
 
 	(void)clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_nsec += PT_RELEASE_WAIT_MS * 1000000L;
@@ -124,10 +128,12 @@ uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes)
 	uint64_t fh = (uint64_t)fd;
 	struct stat st;
 
-	if (!S_ISREG(n->type) || !__atomic_load_n(&fs->pt_on, __ATOMIC_RELAXED))
-		goto cached;
 	(void)pthread_mutex_lock(&fs->pt_lock);
-	if (n->cached_opens == 0 && n->pt_opens == 0 &&
+	/* a new backing file only while the mount passes data through; an
+	 * inode that has one keeps following it (the kernel refuses, with
+	 * EIO, any other open of it meanwhile) */
+	if (S_ISREG(n->type) && n->cached_opens == 0 && n->pt_opens == 0 &&
+	    __atomic_load_n(&fs->pt_on, __ATOMIC_RELAXED) &&
 	    (n->layer == OVL_UPPER || (!writes && fstat(fd, &st) == 0 && st.st_size >= PT_LOWER_MIN))) {
 		n->pt_id = backing_open(fs, fd);
 		n->pt_layer = n->layer;
@@ -139,11 +145,6 @@ uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes)
 	} else {
 		n->cached_opens++;
 	}
-	(void)pthread_mutex_unlock(&fs->pt_lock);
-	return fh;
-cached:
-	(void)pthread_mutex_lock(&fs->pt_lock);
-	n->cached_opens++;
 	(void)pthread_mutex_unlock(&fs->pt_lock);
 	return fh;
 }

@@ -329,7 +329,9 @@ void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	fi->keep_cache = !(fi->fh & OVL_FH_PT);
 	if (fuse_reply_create(req, &e, fi) < 0) {
+		/* the kernel never heard of the node: no FORGET will come */
 		pt_open_failed(fs, node_of(fs, e.ino), fi->fh);
+		node_forget(fs, node_of(fs, e.ino), 1);
 		(void)close(fd);
 	}
 }

@@ -215,13 +215,17 @@ int driver_fuse_mount(int dirfd, const char *root, const struct overlay_spec *ov
 			       WIFEXITED(status) ? "exit" : "signal",
 			       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 	}
+	/* from here the daemon serves a mount: a failure takes both down */
 	rfd = mounts_root_open(root, true, e);
-	if (rfd < 0)
-		return rfd;
-	if (fstatfs(rfd, &sf) < 0 || sf.f_type != FUSE_MAGIC) {
+	if (rfd >= 0 && (fstatfs(rfd, &sf) < 0 || sf.f_type != FUSE_MAGIC)) {
+		(void)close(TAKE_FD(rfd));
+		rfd = ct_fail(e, EIO, "the fuse driver reported success but '%s' is no FUSE mount",
+			      root);
+	}
+	if (rfd < 0) {
 		(void)umount2(root, UMOUNT_NOFOLLOW | MNT_DETACH);
-		return ct_fail(e, EIO, "the fuse driver reported success but '%s' is no FUSE mount",
-			       root);
+		driver_fuse_reap(pidfile);
+		return rfd;
 	}
 	*ret_fd = TAKE_FD(rfd);
 	return 0;

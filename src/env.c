@@ -398,6 +398,10 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	_cleanup_close_ int stage_lock = -1;
 	int r;
 
+	/* a bad driver is refused before anything is made */
+	r = driver_requested(driver, &driver, e);
+	if (r < 0)
+		return r;
 	if (root_dir) {
 		r = root_prepare(s, root_dir, &root, e);
 		if (r < 0)
@@ -408,9 +412,6 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	}
 	snprintf(row.name, sizeof(row.name), "%s", name);
 	snprintf(row.image, sizeof(row.image), "%s", src_env ? src_env->row.image : image);
-	r = driver_requested(driver, &driver, e);
-	if (r < 0)
-		return r;
 	snprintf(row.driver, sizeof(row.driver), "%s", driver ? driver : DRIVER_KERNEL);
 	row.volatile_ = volatile_;
 	row.created = now_ms();

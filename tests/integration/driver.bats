@@ -24,6 +24,13 @@ setup() {
 	assert_status 1
 	assert_one_error_line "ctool: on: "
 	[[ $stderr == *CTOOL_DRIVER* ]] || fail "stderr: $stderr"
+	# a bad $CTOOL_DRIVER is refused before clone makes anything
+	run --separate-stderr env CTOOL_DRIVER=zfs "$CTOOL" clone base y -d "$BATS_TEST_TMPDIR/new"
+	assert_status 1
+	assert_one_error_line "ctool: clone: "
+	[ ! -e "$BATS_TEST_TMPDIR/new" ] || fail "clone made its -d folder"
+	run ctool info y
+	[ "$status" -ne 0 ] || fail "clone made env y"
 	assert_no_mounts_under "$CTOOL_STORE"
 }
 

@@ -525,9 +525,10 @@ static bool kernel_refused(int err)
 	       err == EOPNOTSUPP || err == ENOSYS || err == EXDEV;
 }
 
-/* Mount the overlay with the driver asked for (see env_on); record the
- * driver in use and why in the catalog when that changed. */
-static int mount_overlay_with(struct store *s, struct env *env, const struct overlay_spec *ov,
+/* Mount the overlay with the driver asked for (see env_on); the driver
+ * in use and why go in env->row, for env_on to record once the env is
+ * on (a failed on leaves the catalog as it was). */
+static int mount_overlay_with(struct env *env, const struct overlay_spec *ov,
 			      const char *asked, int dirfd, int *ret_fd, struct ct_err *e)
 {
 	const char *pidfile = env->fuse_pid;
@@ -577,12 +578,7 @@ static int mount_overlay_with(struct store *s, struct env *env, const struct ove
 		}
 	}
 	if (strcmp(used, env->row.driver) != 0 || strcmp(note, env->row.driver_note) != 0) {
-		r = catalog_env_set_driver(s->cat, env->row.name, used, note, e);
-		if (r < 0) {
-			(void)close(TAKE_FD(*ret_fd));
-			env_undo_mounts(env);
-			return r;
-		}
+		env->driver_changed = true;
 		snprintf(env->row.driver, sizeof(env->row.driver), "%s", used);
 		snprintf(env->row.driver_note, sizeof(env->row.driver_note), "%s", note);
 	}
@@ -624,7 +620,7 @@ static int mount_overlay(struct store *s, struct env *env, const char *asked, in
 			.volatile_ = env->row.volatile_,
 		};
 		dirfd = mounts_root_open(env->root, false, e);
-		r = dirfd < 0 ? dirfd : mount_overlay_with(s, env, &ov, asked, dirfd, ret_fd, e);
+		r = dirfd < 0 ? dirfd : mount_overlay_with(env, &ov, asked, dirfd, ret_fd, e);
 	}
 out:
 	for (i = 0; paths && i < img.n_layers; i++)
@@ -796,6 +792,13 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 	r = add_binds(s, env, rootfd, o, e);
 	if (r < 0)
 		goto undo_mounts;
+	if (env->driver_changed) {
+		r = catalog_env_set_driver(s->cat, env->row.name, env->row.driver,
+					   env->row.driver_note, e);
+		if (r < 0)
+			goto undo_mounts;
+		env->driver_changed = false;
+	}
 	boot_id(boot);
 	r = catalog_env_set_on(s->cat, env->row.name, true, boot, e);
 	if (r < 0)

@@ -17,6 +17,7 @@ struct env {
 	char *work;
 	char *conf;   /* host-side: tool.conf, host-cmd */
 	char *fuse_pid; /* ctool-overlayfs's pidfile, while it mounts the env */
+	bool driver_changed; /* row.driver/driver_note differ from the catalog's */
 };
 
 struct env_bind {

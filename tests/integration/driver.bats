@@ -69,6 +69,21 @@ setup() {
 	assert_no_mounts_under "$(env_root e)"
 }
 
+@test "an on that fails after mounting records no change of driver" {
+	ctool clone base x
+	mkdir -p "$BATS_TEST_TMPDIR/d"
+	# the overlay mounts under the fuse driver, then the bind of a
+	# directory on a file fails
+	run --separate-stderr ctool on x --driver fuse -v "$BATS_TEST_TMPDIR/d:/etc/passwd"
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	assert_no_mounts_under "$CTOOL_STORE"
+	[ "$(info_get x driver)" = kernel ] || fail "driver: $(info_get x driver)"
+	ctool on x --driver fuse
+	[ "$(info_get x driver)" = fuse ] || fail "driver after a good on: $(info_get x driver)"
+	ctool off x
+}
+
 @test "ctool-overlayfs killed mid-write: off cleans up, the env mounts again" {
 	ctool clone base f --driver fuse
 	ctool on f

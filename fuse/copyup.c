@@ -180,12 +180,13 @@ bool copyup_read_impure(struct ovl_fs *fs, int fd)
  * origins either. */
 void copyup_mark_impure(struct ovl_fs *fs, struct ovl_node *dir)
 {
-	_cleanup_close_ int pfd = -1, fd = -1;
+	_cleanup_close_ int own = -1, fd = -1;
 	const char *name;
+	int pfd;
 
 	if (node_impure(fs, dir))
 		return;
-	pfd = node_parent_fd(fs, dir, OVL_UPPER, &name);
+	pfd = node_parent_fd(fs, dir, OVL_UPPER, &name, &own);
 	if (pfd < 0)
 		return;
 	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -299,8 +300,9 @@ static int write_all(int dst, const char *buf, size_t len, off_t off)
 	return 0;
 }
 
-/* Copy [off, end) from src to dst at the same offsets. 0 or -errno. */
-static int copy_range(int src, int dst, off_t off, off_t end)
+/* Copy [off, end) from src to dst at the same offsets. The offset
+ * reached (end, or less where src ends sooner) or -errno. */
+static off_t copy_range(int src, int dst, off_t off, off_t end)
 {
 	_cleanup_free_ char *buf = NULL;
 	bool plain = false;
@@ -338,32 +340,60 @@ static int copy_range(int src, int dst, off_t off, off_t end)
 			break; /* the file shrank: the size is fixed by the caller */
 		off += n;
 	}
-	return 0;
+	return off;
 }
 
-/* Copy the data of src into dst keeping holes. 0 or -errno. */
-static int copy_data(int src, int dst, off_t size)
+/* Copy the data of src (of stat st) into dst keeping holes. 0 or
+ * -errno. */
+static int copy_data(int src, int dst, const struct stat *st)
 {
-	off_t off = 0, data, hole;
-	int r;
+	off_t size = st->st_size, off = 0, data, hole, r;
 
+	/* blocks for every byte: no hole to look for */
+	if ((off_t)st->st_blocks * 512 >= size) {
+		r = copy_range(src, dst, 0, size);
+		if (r == size)
+			return 0;
+		if (r < 0)
+			return (int)r;
+	}
 	while (off < size) {
 		data = lseek(src, off, SEEK_DATA);
 		if (data < 0) {
 			if (errno == ENXIO)
 				break;
 			/* no SEEK_DATA: copy it all */
-			return copy_range(src, dst, off, size);
-		}
-		hole = lseek(src, data, SEEK_HOLE);
-		if (hole < 0)
+			data = off;
 			hole = size;
+		} else {
+			hole = lseek(src, data, SEEK_HOLE);
+			if (hole < 0)
+				hole = size;
+		}
 		r = copy_range(src, dst, data, hole);
 		if (r < 0)
-			return r;
+			return (int)r;
 		off = hole;
 	}
 	return ftruncate(dst, size) < 0 ? -errno : 0;
+}
+
+/* Make the data of a copy durable before the copy is renamed into view,
+ * so that a crash never shows a copy without its data: written back and
+ * waited for where the upper's journal orders the rename after it
+ * (fs->sync_ordered), else fsync. Nothing with "volatile". 0 or -errno. */
+int copyup_sync(struct ovl_fs *fs, int fd)
+{
+	int r;
+
+	if (fs->nosync)
+		return 0;
+	if (fs->sync_ordered)
+		r = sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+						  SYNC_FILE_RANGE_WAIT_AFTER);
+	else
+		r = fsync(fd);
+	return r < 0 ? -errno : 0;
 }
 
 /* Make the copy of a node of type st->st_mode under workdir name tmp;
@@ -384,9 +414,9 @@ static int copy_make(struct ovl_fs *fs, const char *tmp, const struct stat *st, 
 		dst = openat(fs->workfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (dst < 0)
 			return -errno;
-		r = copy_data(src, dst, st->st_size);
-		if (r == 0 && !fs->nosync && fsync(dst) < 0)
-			r = -errno;
+		r = copy_data(src, dst, st);
+		if (r == 0)
+			r = copyup_sync(fs, dst);
 		break;
 	}
 	case S_IFDIR:
@@ -500,12 +530,12 @@ int copyup_node(struct ovl_fs *fs, struct ovl_node *n)
  * keep their data). */
 int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 {
-	_cleanup_close_ int upfd = -1, src = -1, cfd = -1;
+	_cleanup_close_ int own = -1, src = -1, cfd = -1;
 	const char *name;
 	struct stat st;
 	ino_t oino = 0;
 	char tmp[64];
-	int r;
+	int upfd, r;
 
 	if (n->layer == OVL_UPPER)
 		return 0;
@@ -518,7 +548,7 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	r = copyup_node(fs, n->parent);
 	if (r < 0)
 		return r;
-	upfd = node_parent_fd(fs, n, OVL_UPPER, &name);
+	upfd = node_parent_fd(fs, n, OVL_UPPER, &name, &own);
 	if (upfd < 0)
 		return upfd;
 	r = copy_adopt(fs, n, upfd, name);

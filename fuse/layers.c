@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
@@ -56,13 +58,13 @@ int layer_walk(struct ovl_fs *fs, struct ovl_node *dir, int first, layer_step_fn
 	int i, r;
 
 	for (i = first; i <= dir->last; i++) {
-		_cleanup_close_ int pfd = -1;
+		_cleanup_close_ int own = -1;
+		int pfd = node_dir_fd(fs, dir, i, &path, &own);
 
-		r = node_dir_open(fs, dir, i, &path, &pfd);
-		if (r == -ENOENT || r == -ENOTDIR)
+		if (pfd == -ENOENT || pfd == -ENOTDIR)
 			continue;
-		if (r < 0)
-			return r;
+		if (pfd < 0)
+			return pfd;
 		r = fn(fs, i, pfd, arg);
 		if (r != 0)
 			return r;
@@ -186,6 +188,20 @@ static void probe_handles(struct ovl_fs *fs)
 	}
 }
 
+/* Does the filesystem of fd commit metadata in order, after the data
+ * written back before it (ext4 in every data= mode, xfs)? Then a copy
+ * whose data has been written back and waited for can be renamed into
+ * view: the rename cannot reach the disk before the copy's blocks and
+ * size, which the same journal or an earlier commit carries. */
+static bool sync_is_ordered(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	return sf.f_type == EXT4_SUPER_MAGIC || sf.f_type == XFS_SUPER_MAGIC;
+}
+
 /* Decide once per mount which whiteout forms the upper takes, by trying
  * the kernel's in the workdir (on the upper's filesystem): a 0/0
  * character device, and trusted.overlay.opaque on a directory (which
@@ -225,6 +241,7 @@ void layer_probe(struct ovl_fs *fs)
 	if (fs->wdirfd >= 0 && fstatat(fs->wdirfd, OVL_WH_MARK, &st, AT_SYMLINK_NOFOLLOW) == 0)
 		layer_wh_seen(fs);
 	probe_handles(fs);
+	fs->sync_ordered = sync_is_ordered(fs->workfd);
 }
 
 /* ".wh.NAME" for `name` into ret. 0, or -ENAMETOOLONG when that is longer
@@ -369,6 +386,7 @@ struct lookup_walk {
 	int last;           /* the directory's lowest layer */
 	struct ovl_hit *h;  /* layer_lookup's */
 	struct stat st;
+	int *objfd;         /* wanted: an O_PATH fd on what shows, or NULL */
 };
 
 /* What directory pfd of a layer has at w->name: 1 with w->st filled, 0
@@ -383,14 +401,42 @@ static int stat_in_layer(int pfd, struct lookup_walk *w)
 	return w->wh_read && layer_has_wh_file(pfd, w->name) ? -ENOENT : 0;
 }
 
+/* stat_in_layer, the object opened (O_PATH) into *fd when there. */
+static int open_in_layer(int pfd, struct lookup_walk *w, int *fd)
+{
+	*fd = openat(pfd, w->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0 && (errno == EMFILE || errno == ENFILE))
+		return stat_in_layer(pfd, w); /* node_get waits for fds */
+	if (*fd >= 0 && fstat(*fd, &w->st) == 0)
+		return 1;
+	if (*fd >= 0) {
+		(void)close(*fd);
+		*fd = -1;
+		return -errno;
+	}
+	if (errno != ENOENT && errno != ENOTDIR)
+		return -errno;
+	return w->wh_read && layer_has_wh_file(pfd, w->name) ? -ENOENT : 0;
+}
+
 static int lookup_layer(struct ovl_fs *fs, int layer, int pfd, void *arg)
 {
 	struct lookup_walk *w = arg;
-	int r = stat_in_layer(pfd, w);
+	_cleanup_close_ int fd = -1;
+	bool first = !w->h->found;
+	int r;
 
+	/* the first thing found is what shows: opened at once when the
+	 * caller wants it, rather than found again by path */
+	r = w->objfd && first ? open_in_layer(pfd, w, &fd) : stat_in_layer(pfd, w);
+	if (r == 0 && layer == OVL_UPPER)
+		w->h->upper_clear = true;
 	if (r <= 0)
 		return r;
-	return lookup_step(fs, w->h, layer, pfd, w->name, &w->st, layer == w->last);
+	r = lookup_step(fs, w->h, layer, pfd, w->name, &w->st, layer == w->last);
+	if (w->objfd && first && w->h->found)
+		*w->objfd = TAKE_FD(fd);
+	return r;
 }
 
 /* Look `name` up below merged directory `dir` through its layers (tree
@@ -398,12 +444,23 @@ static int lookup_layer(struct ovl_fs *fs, int layer, int pfd, void *arg)
  * name of the file form). Copies nothing up. 0 or -errno. */
 int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h)
 {
+	return layer_lookup_fd(fs, dir, name, h, NULL);
+}
+
+/* layer_lookup, and when objfd is not NULL an O_PATH fd on what shows in
+ * *objfd (-1 when nothing does), for the caller to close. */
+int layer_lookup_fd(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h,
+		    int *objfd)
+{
 	struct lookup_walk w = {
 		.name = name, .wh_read = layer_wh_read(fs), .last = dir->last, .h = h,
+		.objfd = objfd,
 	};
 	int r;
 
 	memset(h, 0, sizeof(*h));
+	if (objfd)
+		*objfd = -1;
 	if (layer_name_reserved(name))
 		return 0;
 	r = layer_walk(fs, dir, dir->layer, lookup_layer, &w);

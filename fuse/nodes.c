@@ -174,51 +174,60 @@ int node_path(struct ovl_node *n, char **ret)
 	return 0;
 }
 
-/* An O_PATH fd on directory node dir as `layer` holds it: a copy of
- * dir's own fd when dir's topmost object is there (no path to resolve,
- * and the same object the path would reach with the tree lock held),
- * else opened by dir's path, built once into *path for the caller to
- * free. Tree lock held. 0 or -errno. */
-int node_dir_open(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *ret_fd)
+/* An O_PATH fd on directory node dir as `layer` holds it: dir's own fd
+ * when dir's topmost object is there (no path to resolve, and the same
+ * object the path would reach with the tree lock held), lent for as
+ * long as the caller holds the tree lock and does not replace dir's fd;
+ * else opened by dir's path (built once into *path for the caller to
+ * free) and also put in *own, which the caller closes. Tree lock held.
+ * The fd or -errno. */
+int node_dir_fd(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *own)
 {
-	int fd, r;
+	int r;
 
-	if (dir->fd >= 0 && dir->layer == layer && !dir->transient && S_ISDIR(dir->type)) {
-		fd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 3);
-		if (fd < 0)
-			return -errno;
-		*ret_fd = fd;
-		return 0;
-	}
+	if (dir->fd >= 0 && dir->layer == layer && !dir->transient && S_ISDIR(dir->type))
+		return dir->fd;
 	if (!*path) {
 		r = node_path(dir, path);
 		if (r < 0)
 			return r;
 	}
-	return layer_open_dir(fs, layer, *path, ret_fd);
+	r = layer_open_dir(fs, layer, *path, own);
+	return r < 0 ? r : *own;
 }
 
-/* Open n's parent directory in `layer` (O_PATH); *ret_name is n's name
- * there (the root gives the layer fd itself and "."). Returns the fd or
- * -errno. Tree lock held. */
-int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name)
+/* node_dir_fd, always a fd of the caller's own. 0 or -errno. */
+int node_dir_open(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *ret_fd)
+{
+	int fd = -1, r;
+
+	r = node_dir_fd(fs, dir, layer, path, &fd);
+	if (r < 0)
+		return r;
+	if (fd < 0 && (fd = fcntl(r, F_DUPFD_CLOEXEC, 3)) < 0)
+		return -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+/* n's parent directory in `layer` (O_PATH), lent or put in *own as
+ * node_dir_fd says; *ret_name is n's name there (the root gives the
+ * layer fd itself, lent, and "."). The fd or -errno. Tree lock held. */
+int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name,
+		   int *own)
 {
 	_cleanup_free_ char *path = NULL;
-	int fd, r;
+	int fd;
 
 	if (!n->parent) {
 		if (layer < 0 || layer >= fs->nlayers || fs->layers[layer].fd < 0)
 			return -ENOENT;
-		fd = fcntl(fs->layers[layer].fd, F_DUPFD_CLOEXEC, 3);
-		if (fd < 0)
-			return -errno;
 		*ret_name = ".";
-		return fd;
+		return fs->layers[layer].fd;
 	}
-	r = node_dir_open(fs, n->parent, layer, &path, &fd);
-	if (r < 0)
-		return r;
-	*ret_name = n->name;
+	fd = node_dir_fd(fs, n->parent, layer, &path, own);
+	if (fd >= 0)
+		*ret_name = n->name;
 	return fd;
 }
 
@@ -444,12 +453,14 @@ static struct ovl_node *table_take(struct ovl_fs *fs, struct ovl_node *parent, c
 }
 
 /* The node for `name` in `parent` as hit h describes it, with one more
- * kernel lookup; made when new. Tree lock held (read is enough). The
- * existing node wins when two lookups race. 0 or -errno. */
-int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
-	     const struct ovl_hit *h, struct ovl_node **ret)
+ * kernel lookup; made when new, on *objfd when that is an O_PATH fd on
+ * the object (taken over; closed when not needed), else on the object
+ * opened here. Tree lock held (read is enough). The existing node wins
+ * when two lookups race. 0 or -errno. */
+int node_get_fd(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		const struct ovl_hit *h, int *objfd, struct ovl_node **ret)
 {
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = TAKE_FD(*objfd);
 	struct ovl_node *n;
 	unsigned int attempt = 0;
 	ino_t oino;
@@ -464,11 +475,11 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	}
 	/* the object itself, taken before the node exists: from now on the
 	 * node acts on it, whatever happens to the name */
-	do {
+	while (fd < 0) {
 		r = node_open_object(fs, parent, name, h->layer, h->type, &fd);
-	} while (r < 0 && node_reclaim_wait(fs, r, attempt++));
-	if (r < 0)
-		return r;
+		if (r < 0 && !node_reclaim_wait(fs, r, attempt++))
+			return r;
+	}
 	oino = hit_oino(fs, parent, h, fd);
 	(void)pthread_mutex_lock(&fs->table_lock);
 	n = table_take(fs, parent, name);
@@ -489,6 +500,15 @@ int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	(void)pthread_mutex_unlock(&fs->table_lock);
 	*ret = n;
 	return 0;
+}
+
+/* node_get_fd, the object opened here. */
+int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+	     const struct ovl_hit *h, struct ovl_node **ret)
+{
+	int fd = -1;
+
+	return node_get_fd(fs, parent, name, h, &fd, ret);
 }
 
 /* A node for an O_TMPFILE just made in the upper directory of `parent`,
@@ -720,9 +740,10 @@ static void node_index_name(const struct ovl_node *n, char ret[64])
 /* stat n where it shows (tree lock held). 0 or -errno. */
 int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st)
 {
-	_cleanup_close_ int pfd = -1;
+	_cleanup_close_ int own = -1;
 	const char *name;
 	char idx[64];
+	int pfd;
 
 	if (n->indexed && n->layer > OVL_UPPER) {
 		node_index_name(n, idx);
@@ -732,7 +753,7 @@ int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st)
 		if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 	} else {
-		pfd = node_parent_fd(fs, n, n->layer, &name);
+		pfd = node_parent_fd(fs, n, n->layer, &name, &own);
 		if (pfd < 0)
 			return pfd;
 		if (fstatat(pfd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -750,10 +771,10 @@ int node_stat(struct ovl_fs *fs, struct ovl_node *n, struct stat *st)
  * *ret_fd. Tree lock held. 0 or -errno. */
 int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd)
 {
-	_cleanup_close_ int pfd = -1;
+	_cleanup_close_ int own = -1;
 	const char *name;
 	char idx[64], p[32];
-	int fd;
+	int fd, pfd;
 
 	flags |= O_NOFOLLOW | O_CLOEXEC;
 	if (n->indexed && n->layer > OVL_UPPER) {
@@ -768,7 +789,7 @@ int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd)
 			return -ELOOP;
 		fd = open(proc_fd_path(n->fd, p), flags & ~O_NOFOLLOW);
 	} else {
-		pfd = node_parent_fd(fs, n, n->layer, &name);
+		pfd = node_parent_fd(fs, n, n->layer, &name, &own);
 		if (pfd < 0)
 			return pfd;
 		fd = openat(pfd, name, flags);
@@ -777,6 +798,20 @@ int node_open(struct ovl_fs *fs, struct ovl_node *n, int flags, int *ret_fd)
 		return -errno;
 	*ret_fd = fd;
 	return 0;
+}
+
+/* An O_PATH fd on n's object: n's own, lent for as long as the caller
+ * holds the tree lock (and does not replace it), or one node_open makes
+ * and puts in *own too, for the caller to close. The fd or -errno. Tree
+ * lock held. */
+int node_path_fd(struct ovl_fs *fs, struct ovl_node *n, int *own)
+{
+	int r;
+
+	if (n->fd >= 0 && !(n->indexed && n->layer > OVL_UPPER))
+		return n->fd;
+	r = node_open(fs, n, O_PATH, own);
+	return r < 0 ? r : *own;
 }
 
 /* The lower file dev:ino has just been copied into the index: every
@@ -818,13 +853,13 @@ int node_open_object(struct ovl_fs *fs, struct ovl_node *parent, const char *nam
 		     mode_t type, int *ret_fd)
 {
 	_cleanup_free_ char *path = NULL;
-	_cleanup_close_ int pfd = -1, fd = -1;
+	_cleanup_close_ int own = -1, fd = -1;
 	struct stat st;
-	int r;
+	int pfd;
 
-	r = node_dir_open(fs, parent, layer, &path, &pfd);
-	if (r < 0)
-		return r;
+	pfd = node_dir_fd(fs, parent, layer, &path, &own);
+	if (pfd < 0)
+		return pfd;
 	fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

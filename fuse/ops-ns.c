@@ -36,19 +36,19 @@ static int upper_dir_fd(struct ovl_fs *fs, struct ovl_node *dir)
 }
 
 /* Where a new entry of directory node `parent` goes: parent copied up
- * and opened in the upper (O_PATH), its attributes in *pst. fd or
- * -errno. */
-static int upper_parent_fd(struct ovl_fs *fs, struct ovl_node *parent, struct stat *pst)
+ * and opened in the upper (O_PATH, lent or in *own as node_dir_fd
+ * says), its attributes in *pst. The fd or -errno. */
+static int upper_parent_fd(struct ovl_fs *fs, struct ovl_node *parent, struct stat *pst, int *own)
 {
-	_cleanup_close_ int fd = -1;
-	int r = copyup_node(fs, parent);
+	_cleanup_free_ char *path = NULL;
+	int fd, r = copyup_node(fs, parent);
 
 	if (r < 0)
 		return r;
-	fd = upper_dir_fd(fs, parent);
+	fd = node_dir_fd(fs, parent, OVL_UPPER, &path, own);
 	if (fd >= 0 && fstat(fd, pst) < 0)
 		return -errno;
-	return TAKE_FD(fd); /* or upper_dir_fd's -errno */
+	return fd;
 }
 
 /* Is dfd/name a whiteout? 1, 0 (nothing or something else) or -errno. */
@@ -90,43 +90,61 @@ static int make_object(int dfd, const char *name, const struct ns_new *nw, int *
 /* Give fd, on an object just made as nw in a directory of stat pst, the
  * caller's ownership: its uid, and its gid or the directory's when that
  * is setgid (directories then inherit the bit). chown drops set-id bits,
- * so they are put back after it. */
+ * so they are put back after it. The object's attributes after that in
+ * *ret_st. */
 static int set_owner_fd(int fd, const struct ns_new *nw, const struct fuse_ctx *ctx,
-			const struct stat *pst)
+			const struct stat *pst, struct stat *ret_st)
 {
 	bool sgid_dir = pst->st_mode & S_ISGID;
 	gid_t gid = sgid_dir ? pst->st_gid : ctx->gid;
 	mode_t mode = nw->mode & 07777;
-	struct stat st;
+	bool changed = false;
 	char p[32];
 
 	if (S_ISDIR(nw->mode) && sgid_dir)
 		mode |= S_ISGID;
-	if (fstat(fd, &st) < 0)
+	if (fstat(fd, ret_st) < 0)
 		return -errno;
-	if ((st.st_mode & S_IFMT) != (nw->mode & S_IFMT))
+	if ((ret_st->st_mode & S_IFMT) != (nw->mode & S_IFMT))
 		return -ESTALE;
-	if (fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	/* made by the daemon: already the caller's when the caller is the
+	 * daemon's user (root, mostly) */
+	if (ret_st->st_uid != ctx->uid || ret_st->st_gid != gid) {
+		if (fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return -errno;
+		changed = true;
+	}
 	if (!S_ISLNK(nw->mode) && (mode & (S_ISUID | S_ISGID)) &&
-	    chmod(proc_fd_path(fd, p), mode) < 0)
-		return -errno;
-	return 0;
+	    (changed || (ret_st->st_mode & 07777) != mode)) {
+		if (chmod(proc_fd_path(fd, p), mode) < 0)
+			return -errno;
+		changed = true;
+	}
+	return changed && fstat(fd, ret_st) < 0 ? -errno : 0;
 }
 
 /* set_owner_fd for dfd/name, acting on the object opened once, never
- * followed. */
-static int set_owner(int dfd, const char *name, const struct ns_new *nw,
-		     const struct fuse_ctx *ctx, const struct stat *pst)
+ * followed; that O_PATH fd in *ret_fd. A hard link is left as it is. */
+static int set_owner(struct ovl_fs *fs, int dfd, const char *name, const struct ns_new *nw,
+		     const struct fuse_ctx *ctx, const struct stat *pst, int *ret_fd,
+		     struct stat *ret_st)
 {
 	_cleanup_close_ int fd = -1;
+	unsigned int attempt = 0;
+	int r;
 
+	while ((fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		r = -errno;
+		if (!node_reclaim_wait(fs, r, attempt++))
+			return r;
+	}
 	if (nw->link_fd >= 0)
-		return 0;
-	fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	return set_owner_fd(fd, nw, ctx, pst);
+		r = fstat(fd, ret_st) < 0 ? -errno : 0;
+	else
+		r = set_owner_fd(fd, nw, ctx, pst, ret_st);
+	if (r == 0)
+		*ret_fd = TAKE_FD(fd);
+	return r;
 }
 
 /* Make entry `name` in merged dir `parent` as nw says, owned by the
@@ -136,13 +154,13 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 		   const struct ns_new *nw, struct fuse_entry_param *e, int *ret_fd)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	_cleanup_close_ int upfd = -1, fd = -1;
+	_cleanup_close_ int own = -1, fd = -1, ofd = -1;
 	struct ovl_node *n;
 	struct ovl_hit h;
 	struct stat pst;
 	char tmp[64];
 	bool whf;
-	int wh, r;
+	int upfd, wh, r;
 
 	if (fs->readonly)
 		return -EROFS;
@@ -155,23 +173,25 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 		return r;
 	if (h.found)
 		return -EEXIST;
-	upfd = upper_parent_fd(fs, parent, &pst);
+	upfd = upper_parent_fd(fs, parent, &pst, &own);
 	if (upfd < 0)
 		return upfd;
-	wh = is_whiteout_at(upfd, name);
+	/* the lookup saw the upper: nothing there, no whiteout */
+	wh = h.upper_clear ? 0 : is_whiteout_at(upfd, name);
 	if (wh < 0)
 		return wh;
-	whf = layer_wh_read(fs) && layer_has_wh_file(upfd, name);
+	whf = !h.upper_clear && layer_wh_read(fs) && layer_has_wh_file(upfd, name);
+	memset(&h, 0, sizeof(h));
 	if (!wh && !whf) {
 		/* nothing to replace: made in place, as the kernel does */
 		r = make_object(upfd, name, nw, &fd);
-		if (r == 0 && (r = set_owner(upfd, name, nw, ctx, &pst)) < 0)
+		if (r == 0 && (r = set_owner(fs, upfd, name, nw, ctx, &pst, &ofd, &h.st)) < 0)
 			(void)unlinkat(upfd, name, S_ISDIR(nw->mode) ? AT_REMOVEDIR : 0);
 	} else {
 		(void)layer_tmp_name(fs, tmp);
 		r = make_object(fs->workfd, tmp, nw, &fd);
 		if (r == 0)
-			r = set_owner(fs->workfd, tmp, nw, ctx, &pst);
+			r = set_owner(fs, fs->workfd, tmp, nw, ctx, &pst, &ofd, &h.st);
 		if (r == 0 && S_ISDIR(nw->mode))
 			r = layer_set_opaque(fs, fs->workfd, tmp, true);
 		if (r == 0 && !wh) {
@@ -190,19 +210,19 @@ static int ns_make(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent, c
 			(void)copyup_clean_tree(fs, fs->workfd, tmp, false);
 		if (r < 0)
 			(void)unlinkat(fs->workfd, tmp, S_ISDIR(nw->mode) ? AT_REMOVEDIR : 0);
+		/* the opaque mark and the rename changed its ctime */
+		if (r == 0 && fstat(ofd, &h.st) < 0)
+			r = -errno;
 	}
 	if (r < 0)
 		return r;
 	if (whf)
 		(void)layer_wh_file_drop(upfd, name); /* the name shows: it wins */
-	memset(&h, 0, sizeof(h));
-	if (fstatat(upfd, name, &h.st, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
 	h.found = true;
 	h.type = h.st.st_mode & S_IFMT;
 	h.layer = h.last = OVL_UPPER;
 	n = nw->tmpfile;
-	r = n ? node_name_tmpfile(fs, n, parent, name) : node_get(fs, parent, name, &h, &n);
+	r = n ? node_name_tmpfile(fs, n, parent, name) : node_get_fd(fs, parent, name, &h, &ofd, &n);
 	if (r < 0)
 		return r;
 	ops_fill_entry(fs, n, &h.st, e);
@@ -271,29 +291,29 @@ void ns_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 static int ns_tmpfile(struct ovl_fs *fs, fuse_req_t req, struct ovl_node *parent,
 		      const struct ns_new *nw, struct fuse_entry_param *e, int *ret_fd)
 {
-	_cleanup_close_ int upfd = -1, fd = -1, pfd = -1;
+	_cleanup_close_ int own = -1, fd = -1, pfd = -1;
 	struct ovl_node *n;
 	struct stat pst, st;
 	char p[32];
-	int r;
+	int upfd, r;
 
 	if (fs->readonly)
 		return -EROFS;
 	if (!node_live(parent))
 		return -ENOENT;
-	upfd = upper_parent_fd(fs, parent, &pst);
+	upfd = upper_parent_fd(fs, parent, &pst, &own);
 	if (upfd < 0)
 		return upfd;
 	fd = openat(upfd, ".", O_TMPFILE | O_CLOEXEC | (nw->oflags & TMPFILE_OFLAGS),
 		    nw->mode & 07777);
 	if (fd < 0)
 		return -errno;
-	r = set_owner_fd(fd, nw, fuse_req_ctx(req), &pst);
+	r = set_owner_fd(fd, nw, fuse_req_ctx(req), &pst, &st);
 	if (r < 0)
 		return r;
 	/* the node's own fd, as any node has: a link is made from it */
 	pfd = open(proc_fd_path(fd, p), O_PATH | O_CLOEXEC);
-	if (pfd < 0 || fstat(pfd, &st) < 0)
+	if (pfd < 0)
 		return -errno;
 	r = node_new_tmpfile(fs, parent, &pfd, &n);
 	if (r < 0)

@@ -56,6 +56,7 @@ void ops_fill_entry(struct ovl_fs *fs, struct ovl_node *n, const struct stat *st
 int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	      struct fuse_entry_param *e)
 {
+	_cleanup_close_ int fd = -1;
 	struct ovl_node *n;
 	struct ovl_hit h;
 	int r;
@@ -64,12 +65,12 @@ int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 		return -ENOTDIR;
 	if (!node_live(parent))
 		return -ENOENT; /* a removed directory: its old name is not it */
-	r = layer_lookup(fs, parent, name, &h);
+	r = layer_lookup_fd(fs, parent, name, &h, &fd);
 	if (r < 0)
 		return r;
 	if (!h.found)
 		return -ENOENT;
-	r = node_get(fs, parent, name, &h, &n);
+	r = node_get_fd(fs, parent, name, &h, &fd, &n);
 	if (r < 0)
 		return r;
 	ops_fill_entry(fs, n, &h.st, e);
@@ -377,19 +378,15 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* An O_PATH fd of the caller's own on n's object (tree lock held). */
-static int node_path_fd(struct ovl_fs *fs, struct ovl_node *n, int *ret_fd)
-{
-	return node_open(fs, n, O_PATH, ret_fd);
-}
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct ovl_fs *fs = req_fs(req);
 	_cleanup_free_ char *buf = NULL;
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int own = -1;
 	char p[32];
 	ssize_t len = 0;
-	int r;
+	int fd;
 
 	if (ops_xattr_private(name)) {
 		(void)fuse_reply_err(req, ENODATA);
@@ -399,13 +396,14 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		(void)fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* the node's own fd, used under the (shared) tree lock */
 	tree_rdlock(fs);
-	r = node_path_fd(fs, node_of(fs, ino), &fd);
+	fd = node_path_fd(fs, node_of(fs, ino), &own);
+	if (fd >= 0 && (len = getxattr(proc_fd_path(fd, p), name, buf, size)) < 0)
+		fd = -errno;
 	tree_unlock(fs);
-	if (r == 0 && (len = getxattr(proc_fd_path(fd, p), name, buf, size)) < 0)
-		r = -errno;
-	if (r < 0)
-		(void)fuse_reply_err(req, -r);
+	if (fd < 0)
+		(void)fuse_reply_err(req, -fd);
 	else if (size == 0)
 		(void)fuse_reply_xattr(req, (size_t)len);
 	else
@@ -449,15 +447,15 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct ovl_fs *fs = req_fs(req);
 	_cleanup_free_ char *names = NULL;
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int own = -1;
 	size_t len = 0;
 	int r;
 
 	tree_rdlock(fs);
-	r = node_path_fd(fs, node_of(fs, ino), &fd);
+	r = node_path_fd(fs, node_of(fs, ino), &own);
+	if (r >= 0)
+		r = list_visible(r, &names, &len);
 	tree_unlock(fs);
-	if (r == 0)
-		r = list_visible(fd, &names, &len);
 	if (r < 0)
 		(void)fuse_reply_err(req, -r);
 	else if (size == 0)
@@ -475,7 +473,7 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 {
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int own = -1;
 	char p[32];
 	int r;
 
@@ -486,9 +484,10 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 	tree_wrlock(fs);
 	r = copyup_node(fs, n);
 	if (r == 0)
-		r = node_path_fd(fs, n, &fd);
-	if (r == 0) {
-		(void)proc_fd_path(fd, p);
+		r = node_path_fd(fs, n, &own);
+	if (r >= 0) {
+		(void)proc_fd_path(r, p);
+		r = 0;
 		if ((value ? setxattr(p, name, value, size, flags) : removexattr(p, name)) < 0)
 			r = -errno;
 	}

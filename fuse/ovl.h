@@ -133,6 +133,11 @@ struct ovl_fs {
 	int wdirfd;                 /* the workdir itself, -1 when read-only */
 	bool readonly;
 	bool nosync;                /* "volatile": no fsync to the upper */
+	/* The upper's filesystem journals metadata in order after data that
+	 * has been written back (ext4, xfs): a copy is made durable enough to
+	 * be renamed into view by writing its data back and waiting, without
+	 * a journal commit of its own. Set by the probe at mount. */
+	bool sync_ordered;
 	bool debug;
 	/* The whiteout forms. wh_files and opq_files (write the file form of
 	 * whiteouts, of the opaque mark) are set by the probe at mount, or
@@ -199,6 +204,8 @@ struct ovl_hit {
 	dev_t ldev;
 	ino_t lino;
 	ino_t below;        /* a merged directory: the inode number of the topmost below it */
+	bool upper_clear;   /* the upper was looked in and has nothing at the name,
+			     * no whiteout of either form */
 	struct stat st;     /* of the file that is shown */
 };
 
@@ -220,6 +227,8 @@ int layer_wh_file_drop(int dfd, const char *name);
 int layer_whiteout_tmp(struct ovl_fs *fs, char tmp[64]);
 int layer_is_opaque(struct ovl_fs *fs, int dfd, const char *name);
 int layer_lookup(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h);
+int layer_lookup_fd(struct ovl_fs *fs, struct ovl_node *dir, const char *name, struct ovl_hit *h,
+		    int *objfd);
 int layer_lower_has(struct ovl_fs *fs, struct ovl_node *dir, const char *name);
 int layer_tmp_name(struct ovl_fs *fs, char ret[64]);
 void layer_index_name(dev_t dev, ino_t ino, char ret[64]);
@@ -236,10 +245,15 @@ void nodes_free(struct ovl_fs *fs);
 struct ovl_node *node_of(struct ovl_fs *fs, fuse_ino_t ino);
 fuse_ino_t node_ino(struct ovl_fs *fs, struct ovl_node *n);
 int node_path(struct ovl_node *n, char **ret);
+int node_dir_fd(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *own);
 int node_dir_open(struct ovl_fs *fs, struct ovl_node *dir, int layer, char **path, int *ret_fd);
-int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name);
+int node_parent_fd(struct ovl_fs *fs, struct ovl_node *n, int layer, const char **ret_name,
+		   int *own);
+int node_path_fd(struct ovl_fs *fs, struct ovl_node *n, int *own);
 int node_get(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	     const struct ovl_hit *h, struct ovl_node **ret);
+int node_get_fd(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
+		const struct ovl_hit *h, int *objfd, struct ovl_node **ret);
 int node_new_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, int *fd, struct ovl_node **ret);
 int node_name_tmpfile(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *parent,
 		      const char *name);
@@ -299,6 +313,7 @@ int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top);
 ino_t copyup_origin_ino(struct ovl_fs *fs, int fd, const struct stat *st);
 bool copyup_read_impure(struct ovl_fs *fs, int fd);
 void copyup_mark_impure(struct ovl_fs *fs, struct ovl_node *dir);
+int copyup_sync(struct ovl_fs *fs, int fd);
 
 /* ---- passthrough.c: file data straight to the layer's file ---- */
 

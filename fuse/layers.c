@@ -189,17 +189,43 @@ static void probe_handles(struct ovl_fs *fs)
 }
 
 /* Does the filesystem of fd commit metadata in order, after the data
- * written back before it (ext4 in every data= mode, xfs)? Then a copy
- * whose data has been written back and waited for can be renamed into
- * view: the rename cannot reach the disk before the copy's blocks and
- * size, which the same journal or an earlier commit carries. */
+ * written back before it (ext4 with a journal, in every data= mode;
+ * xfs)? Then a copy whose data has been written back and waited for can
+ * be renamed into view: the rename cannot reach the disk before the
+ * copy's blocks and size, which the same journal commit or an earlier
+ * one carries. ext4 without a journal orders nothing: its mount options
+ * in /proc then name no data= mode. */
 static bool sync_is_ordered(int fd)
 {
+	char link[PATH_MAX], path[PATH_MAX + 64], line[256];
+	bool ordered = false;
 	struct statfs sf;
+	struct stat st;
+	const char *dev;
+	ssize_t n;
+	FILE *f;
 
-	if (fstatfs(fd, &sf) < 0)
+	if (fstatfs(fd, &sf) < 0 || fstat(fd, &st) < 0)
 		return false;
-	return sf.f_type == EXT4_SUPER_MAGIC || sf.f_type == XFS_SUPER_MAGIC;
+	if (sf.f_type == XFS_SUPER_MAGIC)
+		return true;
+	if (sf.f_type != EXT4_SUPER_MAGIC)
+		return false;
+	(void)snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", major(st.st_dev),
+		       minor(st.st_dev));
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	dev = strrchr(link, '/');
+	(void)snprintf(path, sizeof(path), "/proc/fs/ext4/%s/options", dev ? dev + 1 : link);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!ordered && fgets(line, sizeof(line), f))
+		ordered = !strncmp(line, "data=", 5);
+	(void)fclose(f);
+	return ordered;
 }
 
 /* Decide once per mount which whiteout forms the upper takes, by trying

@@ -397,11 +397,11 @@ int copyup_sync(struct ovl_fs *fs, int fd)
 }
 
 /* Make the copy of a node of type st->st_mode under workdir name tmp;
- * src is an fd on the source (regular: readable, others O_PATH). An
- * O_PATH fd on the copy in *ret_fd. 0 or -errno; a partial copy is left
- * for the caller. */
+ * src is an fd on the source (regular: readable, others O_PATH); a
+ * regular file's data made durable when `durable`. An O_PATH fd on the
+ * copy in *ret_fd. 0 or -errno; a partial copy is left for the caller. */
 static int copy_make(struct ovl_fs *fs, const char *tmp, const struct stat *st, int src,
-		     int *ret_fd)
+		     bool durable, int *ret_fd)
 {
 	char target[4097];
 	ssize_t tl;
@@ -415,7 +415,7 @@ static int copy_make(struct ovl_fs *fs, const char *tmp, const struct stat *st, 
 		if (dst < 0)
 			return -errno;
 		r = copy_data(src, dst, st);
-		if (r == 0)
+		if (r == 0 && durable)
 			r = copyup_sync(fs, dst);
 		break;
 	}
@@ -464,7 +464,7 @@ static int copy_indexed(struct ovl_fs *fs, struct ovl_node *n, const struct stat
 	layer_index_name(dev, ino, idx);
 	if (!n->indexed) {
 		(void)layer_tmp_name(fs, tmp);
-		r = copy_make(fs, tmp, st, src, &cfd);
+		r = copy_make(fs, tmp, st, src, true, &cfd);
 		if (r == 0)
 			*ret_oino = origin_set(fs, n->layer, cfd, src, st);
 		if (r == 0 && renameat2(fs->workfd, tmp, fs->indexfd, idx, RENAME_NOREPLACE) < 0)
@@ -519,17 +519,22 @@ static int copy_adopt(struct ovl_fs *fs, struct ovl_node *n, int upfd, const cha
 }
 
 /* Copy node n (tree lock held for writing) into the upper, parents
- * first. A no-op when it is there already. 0 or -errno. */
+ * first, shown there at once. A no-op when it is there already. 0 or
+ * -errno. */
 int copyup_node(struct ovl_fs *fs, struct ovl_node *n)
 {
-	return copyup_node_flags(fs, n, false);
+	return copyup_node_flags(fs, n, 0);
 }
 
-/* copyup_node; with `empty`, a regular file about to be truncated to 0
- * is copied without its data (not through the index: its other names
- * keep their data). */
-int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
+/* copyup_node, with flags: COPYUP_EMPTY, a regular file about to be
+ * truncated to 0 is copied without its data (not through the index: its
+ * other names keep their data); COPYUP_MAY_WAIT, the copy may wait in
+ * the workdir to be shown (publish.c), for callers that go on acting on
+ * the node, never on its name. */
+int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, unsigned int flags)
 {
+	bool empty = flags & COPYUP_EMPTY;
+
 	_cleanup_close_ int own = -1, src = -1, cfd = -1;
 	const char *name;
 	struct stat st;
@@ -568,15 +573,25 @@ int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty)
 	if (S_ISREG(st.st_mode) && fs->indexfd >= 0 && (n->indexed || st.st_nlink > 1)) {
 		r = copy_indexed(fs, n, &st, src, upfd, name, &cfd, &oino);
 	} else {
+		/* a file with one name may wait to be shown (publish.c) */
+		bool wait = (flags & COPYUP_MAY_WAIT) && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+			    pend_wanted(fs, n);
+
 		if (empty && S_ISREG(st.st_mode))
 			st.st_size = 0;
 		(void)layer_tmp_name(fs, tmp);
-		r = copy_make(fs, tmp, &st, src, &cfd);
+		r = copy_make(fs, tmp, &st, src, !wait, &cfd);
 		/* the kernel records no origin for one name of several: its
 		 * copy is another file */
 		if (r == 0 && (S_ISDIR(st.st_mode) || st.st_nlink == 1))
 			oino = origin_set(fs, n->layer, cfd, src, &st);
-		if (r == 0 && renameat2(fs->workfd, tmp, upfd, name, RENAME_NOREPLACE) < 0)
+		/* a waiting copy must show the inode number its name shows in
+		 * listings meanwhile: the lower's, through its origin */
+		if (r == 0 && wait && (!oino || pend_add(fs, n, tmp) < 0)) {
+			wait = false;
+			r = pend_sync_one(fs, cfd);
+		}
+		if (r == 0 && !wait && renameat2(fs->workfd, tmp, upfd, name, RENAME_NOREPLACE) < 0)
 			r = -errno;
 		if (r < 0)
 			tmp_drop(fs, tmp);

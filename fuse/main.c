@@ -3,7 +3,8 @@
  *   ctool-overlayfs [-f] [-d] [-o OPTIONS] [SOURCE] MOUNTPOINT
  *
  * OPTIONS: lowerdir=L1:L2 (L1 topmost), upperdir=U, workdir=W, volatile,
- * pidfile=PATH, and the usual mount options. Without -f it returns once
+ * copyup_batch=MS, nopassthrough, pidfile=PATH, and the usual mount
+ * options. Without -f it returns once
  * the mount is ready and serves it in the background until unmounted.
  * A failure is one line on stderr: "ctool-overlayfs: <reason>".
  */
@@ -31,6 +32,7 @@ struct opts {
 	char *upper, *work, *pidfile;
 	bool nosync;
 	bool nopassthrough;
+	long batch_ms;              /* copyup_batch=MS; -1: the default */
 	char *fuse_opts;            /* passed to libfuse */
 };
 
@@ -174,6 +176,16 @@ static int opt_one(struct opts *o, char *opt, struct ct_err *e)
 		free(one);
 		return 0;
 	}
+	if (!strcmp(opt, "copyup_batch") && val) {
+		char *end;
+
+		errno = 0;
+		o->batch_ms = strtol(val, &end, 10);
+		if (errno || end == val || *end || o->batch_ms < 0 || o->batch_ms > 60000)
+			return ct_fail(e, EINVAL, "copyup_batch takes 0 to 60000 (ms), not '%s'",
+				       val);
+		return 0;
+	}
 	if (!strcmp(opt, "volatile")) {
 		o->nosync = true;
 		return 0;
@@ -262,12 +274,17 @@ static int open_dir(const char *what, const char *path, struct ct_err *e)
 	return fd;
 }
 
-/* Prepare workdir/work (emptied: leftovers of a crash) and the index. */
+/* Prepare workdir/work (emptied: leftovers of a crash, after the copies
+ * a daemon that died left waiting are shown) and the index. */
 static int work_prepare(struct ovl_fs *fs, int wfd, const char *path, struct ct_err *e)
 {
 	struct ct_err ign;
-	int r;
+	int r, wk;
 
+	wk = openat(wfd, OVL_WORK_NAME, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	pend_recover(fs, wk);
+	if (wk >= 0)
+		(void)close(wk);
 	r = rm_tree_onefs(wfd, OVL_WORK_NAME, &ign);
 	if (r < 0)
 		return ct_fail(e, -r, "cannot clean the workdir: %s", ign.msg);
@@ -318,6 +335,7 @@ static int layers_open(struct ovl_fs *fs, const struct opts *o, struct ct_err *e
 		return ct_fail(e, EXDEV, "upperdir and workdir must be on the same filesystem");
 	if (su.st_ino == sw.st_ino)
 		return ct_fail(e, EINVAL, "upperdir and workdir must differ");
+	pend_init(fs, wfd, o->batch_ms < 0 ? PEND_MS_DEFAULT : (unsigned int)o->batch_ms);
 	r = work_prepare(fs, wfd, o->work, e);
 	if (r < 0)
 		return r;
@@ -454,6 +472,7 @@ static int serve(struct ovl_fs *fs)
 	int r;
 
 	(void)nodes_reclaim_start(fs);
+	(void)pend_start(fs);
 	if (!cfg) {
 		r = fuse_session_loop(fs->se);
 	} else {
@@ -464,6 +483,7 @@ static int serve(struct ovl_fs *fs)
 		fuse_loop_cfg_destroy(cfg);
 	}
 	nodes_reclaim_stop(fs);
+	pend_stop(fs);
 	return r;
 }
 
@@ -500,7 +520,8 @@ static void usage(void)
 {
 	(void)printf("usage: " PROG " [-f] [-d] [-o OPTIONS] [SOURCE] MOUNTPOINT\n"
 		     "options: lowerdir=L1:L2:..., upperdir=U, workdir=W, volatile,\n"
-		     "         nopassthrough, pidfile=PATH, and mount options (ro, noexec, ...)\n");
+		     "         copyup_batch=MS, nopassthrough, pidfile=PATH,\n"
+		     "         and mount options (ro, noexec, ...)\n");
 }
 
 /* Everything up to a served mount; returns the exit status. */
@@ -559,7 +580,7 @@ fail:
 
 int main(int argc, char **argv)
 {
-	struct opts o = { 0 };
+	struct opts o = { .batch_ms = -1 };
 	struct ovl_fs fs = { 0 };
 	struct ct_err e = { 0 };
 	int r;
@@ -582,6 +603,7 @@ int main(int argc, char **argv)
 	fs.debug = o.debug;
 	fs.timeout = 3600.0;
 	r = run(&o, &fs);
+	pend_free(&fs);
 	nodes_free(&fs);
 	return r;
 }

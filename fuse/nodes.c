@@ -343,7 +343,8 @@ static void table_grow(struct ovl_fs *fs)
  * (table lock held). */
 static void node_try_free(struct ovl_fs *fs, struct ovl_node *n)
 {
-	while (n && n->parent && n->nlookup == 0 && n->children == 0 && n->pins == 0) {
+	while (n && n->parent && n->nlookup == 0 && n->children == 0 && n->pins == 0 &&
+	       !n->pending) {
 		struct ovl_node *p = n->parent;
 
 		table_remove(fs, n);
@@ -546,6 +547,17 @@ void node_forget(struct ovl_fs *fs, struct ovl_node *n, uint64_t nlookup)
 	(void)pthread_mutex_lock(&fs->table_lock);
 	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
 	node_try_free(fs, n);
+	(void)pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* n's copy waits to be shown (on), or no longer (freed now when nothing
+ * else holds it). Tree lock held for writing. */
+void node_set_pending(struct ovl_fs *fs, struct ovl_node *n, bool on)
+{
+	(void)pthread_mutex_lock(&fs->table_lock);
+	__atomic_store_n(&n->pending, on, __ATOMIC_RELAXED);
+	if (!on)
+		node_try_free(fs, n);
 	(void)pthread_mutex_unlock(&fs->table_lock);
 }
 

@@ -25,6 +25,14 @@ struct ns_new {
 	struct ovl_node *tmpfile; /* a tmpfile linked in: its node takes the name */
 };
 
+/* Take the tree lock for writing, with every copy that waits shown:
+ * what follows reads and changes the upper's names. */
+static void ns_lock(struct ovl_fs *fs)
+{
+	tree_wrlock(fs);
+	pend_settle(fs);
+}
+
 /* Open directory node `dir` itself in the upper (O_PATH). fd or -errno. */
 static int upper_dir_fd(struct ovl_fs *fs, struct ovl_node *dir)
 {
@@ -239,7 +247,7 @@ static void ns_make_reply(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	int r;
 
-	tree_wrlock(fs);
+	ns_lock(fs);
 	r = ns_make(fs, req, node_of(fs, parent), name, nw, &e, NULL);
 	tree_unlock(fs);
 	if (r < 0)
@@ -335,7 +343,7 @@ void ns_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fuse_entry_param e;
 	int fd = -1, r;
 
-	tree_wrlock(fs);
+	ns_lock(fs);
 	if (!strcmp(name, "/"))
 		r = ns_tmpfile(fs, req, node_of(fs, parent), &nw, &e, &fd);
 	else
@@ -364,7 +372,7 @@ void ns_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	struct fuse_entry_param e;
 	int r;
 
-	tree_wrlock(fs);
+	ns_lock(fs);
 	/* the link is made to n's own inode (a removed one is refused by
 	 * linkat with ENOENT, and so is an O_TMPFILE|O_EXCL one), never to
 	 * what its old name shows; a tmpfile's node takes the new name */
@@ -535,7 +543,7 @@ static void reply_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bo
 		(void)fuse_reply_err(req, EROFS);
 		return;
 	}
-	tree_wrlock(fs);
+	ns_lock(fs);
 	r = do_remove(fs, node_of(fs, parent), name, dir);
 	tree_unlock(fs);
 	(void)fuse_reply_err(req, -r);
@@ -918,7 +926,7 @@ void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t n
 	x.dst.parent = node_of(fs, newparent);
 	x.src.name = name;
 	x.dst.name = newname;
-	tree_wrlock(fs);
+	ns_lock(fs);
 	r = xchg ? do_exchange(fs, &x) : do_rename(fs, &x, flags);
 	node_put(fs, x.src.node);
 	node_put(fs, x.dst.node);

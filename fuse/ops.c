@@ -73,6 +73,11 @@ int ops_entry(struct ovl_fs *fs, struct ovl_node *parent, const char *name,
 	r = node_get_fd(fs, parent, name, &h, &fd, &n);
 	if (r < 0)
 		return r;
+	/* a copy waiting to be shown: the name still shows the lower file */
+	if (n->pending && (r = node_stat(fs, n, &h.st)) < 0) {
+		node_forget(fs, n, 1);
+		return r;
+	}
 	ops_fill_entry(fs, n, &h.st, e);
 	return 0;
 }
@@ -217,7 +222,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	 * up (-ESTALE) */
 	r = to_set & FUSE_SET_ATTR_SIZE ? pt_busy(fs, n, false) : 0;
 	if (r == 0)
-		r = copyup_node(fs, n);
+		r = copyup_node_flags(fs, n, COPYUP_MAY_WAIT);
 	if (r == 0)
 		r = setattr_apply(fs, n, attr, to_set, fi);
 	if (r == 0)
@@ -275,7 +280,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	r = writes ? pt_busy(fs, n, false) : 0;
 	if (r == 0 && writes)
-		r = copyup_node_flags(fs, n, (flags & O_TRUNC) && S_ISREG(n->type));
+		r = copyup_node_flags(fs, n,
+				      COPYUP_MAY_WAIT |
+					      ((flags & O_TRUNC) && S_ISREG(n->type) ? COPYUP_EMPTY : 0));
 	if (r == 0)
 		r = node_open(fs, n, flags, &fd);
 	if (r == 0)
@@ -338,7 +345,12 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct ovl_fs *fs = req_fs(req);
 	int r = 0;
 
-	(void)ino;
+	/* a copy waiting to be shown is shown first (durable with it) */
+	if (__atomic_load_n(&node_of(fs, ino)->pending, __ATOMIC_RELAXED)) {
+		tree_wrlock(fs);
+		pend_settle(fs);
+		tree_unlock(fs);
+	}
 	if (!fs->nosync && (datasync ? fdatasync(fh_fd(fi->fh)) : fsync(fh_fd(fi->fh))) < 0)
 		r = errno;
 	(void)fuse_reply_err(req, r);
@@ -482,7 +494,7 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		return;
 	}
 	tree_wrlock(fs);
-	r = copyup_node(fs, n);
+	r = copyup_node_flags(fs, n, COPYUP_MAY_WAIT);
 	if (r == 0)
 		r = node_path_fd(fs, n, &own);
 	if (r >= 0) {

@@ -57,6 +57,7 @@
  * hard link index (named so it never meets the kernel's own "index"). */
 #define OVL_WORK_NAME "work"
 #define OVL_INDEX_NAME "ctool-index"
+#define OVL_PEND_LOG "ctool-pending"    /* copies waiting to be shown (publish.c) */
 /* The file form of whiteouts, and the workdir file saying that the upper
  * holds some (so lookups look for them even where 0/0 devices work). */
 #define OVL_WH_PREFIX ".wh."
@@ -109,6 +110,11 @@ struct ovl_node {
 	int fd;             /* O_PATH on the object in `layer`; -1 if transient */
 	bool transient;     /* a stand-in on the stack, never in the table */
 	bool tmpfile;       /* an O_TMPFILE never linked in: no name, unhashed */
+	/* Its copy waits in the workdir to be shown (publish.c): its name
+	 * shows the lower object until then. Written with tree_lock held for
+	 * writing and table_lock (a waiting node is never freed); read with
+	 * either. */
+	bool pending;
 	/* Open files (fs->pt_lock; see passthrough.c): those passed through
 	 * to backing file pt_id, made for the object in pt_layer, and those
 	 * served through the page cache. */
@@ -124,6 +130,8 @@ struct ovl_node {
 /* Does an upper directory hold copies with an origin (so that lookups
  * there read the origin marks)? Not read yet, no, yes. */
 enum { OVL_IMPURE_UNKNOWN, OVL_IMPURE_NO, OVL_IMPURE_YES };
+
+struct ovl_pend;
 
 struct ovl_fs {
 	struct ovl_layer *layers;   /* [0] upper, [1..nlayers-1] lowers */
@@ -171,6 +179,26 @@ struct ovl_fs {
 	size_t table_count;
 	struct ovl_node *root;
 	uint64_t tmp_seq;           /* atomic: temp name counter */
+
+	/* Copies waiting to be shown (publish.c). The list, pend_seq and
+	 * the nodes' `pending` change with tree_lock held for writing;
+	 * pend_count, pend_synced and pend_on are atomic; pend_lock (after
+	 * tree_lock) guards the publisher's wait and pend_stop. */
+	bool pend_on;               /* copies may wait */
+	bool pend_ready;            /* pend_lock and pend_cond made */
+	unsigned int pend_ms;       /* how long the first of a batch waits */
+	char boot_id[37];
+	int syncfd;                 /* O_RDONLY on the workdir, for syncfs */
+	int logfd;                  /* workdir/ctool-pending, O_APPEND */
+	struct ovl_pend *pend_head, **pend_tail;
+	size_t pend_count;
+	uint64_t pend_seq;          /* copies made to wait, ever */
+	uint64_t pend_synced;       /* those up to this one are durable */
+	pthread_t pend_thread;
+	bool pend_running;
+	bool pend_stop;
+	pthread_mutex_t pend_lock;
+	pthread_cond_t pend_cond;
 
 	/* Reclaim (nodes.c). Every node holds an fd and the kernel forgets
 	 * inodes only under memory pressure: above nodes_high nodes the
@@ -258,6 +286,7 @@ int node_new_tmpfile(struct ovl_fs *fs, struct ovl_node *parent, int *fd, struct
 int node_name_tmpfile(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *parent,
 		      const char *name);
 void node_forget(struct ovl_fs *fs, struct ovl_node *n, uint64_t nlookup);
+void node_set_pending(struct ovl_fs *fs, struct ovl_node *n, bool on);
 void node_unhash(struct ovl_fs *fs, struct ovl_node *n);
 int node_move(struct ovl_fs *fs, struct ovl_node *n, struct ovl_node *newparent,
 	      const char *newname);
@@ -306,7 +335,9 @@ void dir_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 /* ---- copyup.c: bringing lower files into the upper ---- */
 
 int copyup_node(struct ovl_fs *fs, struct ovl_node *n);
-int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, bool empty);
+#define COPYUP_EMPTY 1u
+#define COPYUP_MAY_WAIT 2u
+int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, unsigned int flags);
 int copyup_tree(struct ovl_fs *fs, struct ovl_node *n);
 int copyup_xattrs(int src, int dst);
 int copyup_clean_tree(struct ovl_fs *fs, int dfd, const char *name, bool top);
@@ -314,6 +345,29 @@ ino_t copyup_origin_ino(struct ovl_fs *fs, int fd, const struct stat *st);
 bool copyup_read_impure(struct ovl_fs *fs, int fd);
 void copyup_mark_impure(struct ovl_fs *fs, struct ovl_node *dir);
 int copyup_sync(struct ovl_fs *fs, int fd);
+
+/* ---- publish.c: copies shown in batches ---- */
+
+/* How long the first copy of a batch waits to be shown, by default. */
+#define PEND_MS_DEFAULT 25
+
+void pend_init(struct ovl_fs *fs, int wfd, unsigned int ms);
+void pend_recover(struct ovl_fs *fs, int wkfd);
+bool pend_wanted(struct ovl_fs *fs, const struct ovl_node *n);
+int pend_add(struct ovl_fs *fs, struct ovl_node *n, const char *tmp);
+int pend_sync_one(struct ovl_fs *fs, int fd);
+void pend_publish(struct ovl_fs *fs);
+int pend_start(struct ovl_fs *fs);
+void pend_stop(struct ovl_fs *fs);
+void pend_free(struct ovl_fs *fs);
+
+/* Show what waits before the upper's names are read or changed: the
+ * tree lock held for writing. */
+static inline void pend_settle(struct ovl_fs *fs)
+{
+	if (fs->pend_head)
+		pend_publish(fs);
+}
 
 /* ---- passthrough.c: file data straight to the layer's file ---- */
 

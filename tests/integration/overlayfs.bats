@@ -111,6 +111,17 @@ fumount() {
 	wait_gone "$pid" || fail "daemon $pid still running after umount"
 }
 
+# Wait for a copy to show in the upper at $1: a copy-up waits in the
+# workdir for up to copyup_batch ms (25 by default) before it is shown.
+wait_shown() {
+	local i
+	for i in $(seq 100); do
+		[ -e "$1" ] && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
 # The kernel's overlayfs on the same layers (options $4 in place of the
 # features ctool-overlayfs does not have).
 kmount() {
@@ -869,7 +880,7 @@ tl_kumount() { umount "$1"; }
 	fmount "$T/m" "$T/u" "$T/w"
 	[ "$(md5sum <"$T/m/big")" = "$(md5sum <"$T/l2/big")" ] || fail "big file read back wrong"
 	: >>"$T/m/sparse" # open for writing: copy-up, nothing changed
-	[ -f "$T/u/sparse" ] || fail "no copy-up"
+	wait_shown "$T/u/sparse" || fail "no copy-up"
 	[ "$(stat -c '%a %u:%g %s %Y' "$T/u/sparse")" = "$(stat -c '%a %u:%g %s %Y' "$T/l2/sparse")" ] ||
 		fail "metadata: $(stat -c '%a %u:%g %s %Y' "$T/u/sparse")"
 	[ "$(getfattr --only-values -n user.origin "$T/u/sparse")" = lower ] || fail "xattr lost"
@@ -877,10 +888,12 @@ tl_kumount() { umount "$1"; }
 	cmp "$T/u/sparse" "$T/l2/sparse" || fail "data differ"
 	[ "$(stat -c '%a %u:%g %s %Y' "$T/m/sparse")" = "$(stat -c '%a %u:%g %s %Y' "$T/l2/sparse")" ]
 	echo x >>"$T/m/big"
+	wait_shown "$T/u/big" || fail "no copy-up of big"
 	[ "$(head -c 25165824 "$T/u/big" | md5sum)" = "$(md5sum <"$T/l2/big")" ] || fail "big copy-up"
 	# a truncating open copies no data; a symlink keeps its xattrs
 	head -c 8M /dev/zero >"$T/l2/totrunc"
 	echo new >"$T/m/totrunc"
+	wait_shown "$T/u/totrunc" || fail "no copy-up of totrunc"
 	[ "$(cat "$T/u/totrunc")" = new ] || fail "truncating open: $(head -c 20 "$T/u/totrunc")"
 	ln -s l2file "$T/l2/lsym"
 	setfattr -h -n trusted.ctool-test -v s "$T/l2/lsym"
@@ -902,6 +915,105 @@ tl_kumount() { umount "$1"; }
 	[ "$(stat -c %i "$T/u/hard1")" = "$(stat -c %i "$T/u/hard2")" ] || fail "two files in the upper"
 	[ "$(cat "$T/m/hard1")" = "$(printf 'hard\nmore\nagain')" ]
 	[ "$(cat "$T/l2/hard1")" = hard ] || fail "the lower changed"
+	fumount "$T/m" "$T/w"
+}
+
+@test "copies wait in the workdir and are shown in batches; the view is right meanwhile" {
+	fmount "$T/m" "$T/u" "$T/w" copyup_batch=60000
+	ino=$(stat -c %i "$T/m/dlow/f")
+	echo more >>"$T/m/dlow/f"
+	chmod 0600 "$T/m/l2only"
+	setfattr -n user.new -v 1 "$T/m/l2file"
+	[ ! -e "$T/u/dlow/f" ] && [ ! -e "$T/u/l2only" ] && [ ! -e "$T/u/l2file" ] ||
+		fail "shown at once: $(ls -R "$T/u")"
+	[ "$(ls "$T/w/work" | wc -l)" = 3 ] || fail "work holds: $(ls -A "$T/w/work")"
+	check_view() {
+		[ "$(cat "$T/m/dlow/f")" = "$(printf 'low\nmore')" ] || fail "$1: content"
+		[ "$(stat -c '%i %s' "$T/m/dlow/f")" = "$ino 9" ] || fail "$1: $(stat -c '%i %s' "$T/m/dlow/f")"
+		[ "$(ls -i "$T/m/dlow" | awk '$2 == "f" { print $1 }')" = "$ino" ] || fail "$1: listed inode"
+		[ "$(stat -c %a "$T/m/l2only")" = 600 ] || fail "$1: mode"
+		[ "$(getfattr --only-values -n user.new "$T/m/l2file")" = 1 ] || fail "$1: xattr"
+		[ "$(find "$T/m" -name f -path '*dlow/f' -printf '%s')" = 9 ] || fail "$1: readdirplus"
+	}
+	check_view waiting
+	# the kernel forgets the names and inodes: lookups find the copies
+	echo 2 >/proc/sys/vm/drop_caches
+	check_view "after a cache drop"
+	[ ! -e "$T/u/dlow/f" ] || fail "shown before its time"
+	# an fsync shows every waiting copy
+	sync "$T/m/l2only"
+	[ -f "$T/u/dlow/f" ] && [ -f "$T/u/l2only" ] && [ -f "$T/u/l2file" ] || fail "fsync showed nothing"
+	[ -z "$(ls -A "$T/w/work")" ] || fail "work holds: $(ls -A "$T/w/work")"
+	check_view shown
+	fumount "$T/m" "$T/w"
+	[ "$(cat "$T/u/dlow/f")" = "$(printf 'low\nmore')" ] || fail "upper content"
+	kmount "$T/k" "$T/u" "$T/w"
+	[ "$(stat -c '%i %s %a' "$T/k/dlow/f" "$T/k/l2only")" = "$(printf '%s 9 644\n%s 7 600' "$ino" "$(stat -c %i "$T/k/l2only")")" ] ||
+		fail "the kernel: $(stat -c '%i %s %a' "$T/k/dlow/f" "$T/k/l2only")"
+	umount "$T/k"
+}
+
+@test "a waiting copy is shown before names change: rename, link, unlink, listings; and by the publisher" {
+	fmount "$T/m" "$T/u" "$T/w" copyup_batch=60000
+	echo a >>"$T/m/l2file" && mv "$T/m/l2file" "$T/m/moved" || fail "rename"
+	[ "$(cat "$T/u/moved")" = "$(printf 'l2\na')" ] || fail "renamed copy: $(cat "$T/u/moved")"
+	echo b >>"$T/m/l2file2" && ln "$T/m/l2file2" "$T/m/linked" || fail "link"
+	[ "$(stat -c %h "$T/m/linked")" = 2 ] && [ "$(cat "$T/u/linked")" = "$(printf 'l2b\nb')" ] ||
+		fail "linked copy"
+	echo c >>"$T/m/l2only" && rm "$T/m/l2only" || fail "unlink"
+	[ ! -e "$T/m/l2only" ] && [ -c "$T/u/l2only" ] || fail "no whiteout"
+	echo d >>"$T/m/dlow/f" && mv "$T/m/dlow" "$T/m/dlow2" || fail "rename of the directory"
+	[ "$(cat "$T/m/dlow2/f")" = "$(printf 'low\nd')" ] || fail "copy in the renamed directory"
+	[ -z "$(ls -A "$T/w/work")" ] || fail "work holds: $(ls -A "$T/w/work")"
+	fumount "$T/m" "$T/w"
+	# the publisher shows copies on its own
+	fmount "$T/m" "$T/u" "$T/w" copyup_batch=50
+	echo e >>"$T/m/lowx"
+	echo f >>"$T/m/dboth/fb"
+	wait_shown "$T/u/lowx" && wait_shown "$T/u/dboth/fb" || fail "not shown: $(ls -A "$T/w/work")"
+	[ "$(cat "$T/u/dboth/fb")" = "$(printf 'both-bottom\nf')" ] || fail "published copy"
+	[ "$(getfattr --only-values -n user.keep "$T/u/lowx")" = k ] || fail "xattr of the copy"
+	fumount "$T/m" "$T/w"
+	[ -z "$(ls -A "$T/w/work")" ] || fail "work holds: $(ls -A "$T/w/work")"
+	# with copyup_batch=0 a copy is shown at once
+	fmount "$T/m" "$T/u" "$T/w" copyup_batch=0
+	echo g >>"$T/m/hidden"
+	[ -f "$T/u/hidden" ] || fail "copyup_batch=0 let it wait"
+	fumount "$T/m" "$T/w"
+	run --separate-stderr "$OVL" -o "lowerdir=$T/l1,upperdir=$T/u,workdir=$T/w,copyup_batch=x" "$T/m"
+	[ "$status" -ne 0 ] && assert_one_error_line "ctool-overlayfs: copyup_batch"
+	! mounted "$T/m"
+}
+
+@test "kill -9 with copies waiting: the next mount shows this boot's, not an earlier boot's" {
+	fmount "$T/m" "$T/u" "$T/w" copyup_batch=60000
+	pid=$(cat "$T/w.pid")
+	echo a >>"$T/m/l2file"
+	echo b >>"$T/m/dlow/f"
+	echo c >>"$T/m/l2only"
+	kill -9 "$pid"
+	wait_gone "$pid" || fail "daemon survived kill -9"
+	umount "$T/m" 2>/dev/null || umount -l "$T/m"
+	[ ! -e "$T/u/l2file" ] || fail "shown before the crash"
+	[ "$(ls "$T/w/work" | wc -l)" = 3 ] || fail "work holds: $(ls -A "$T/w/work")"
+	# this boot's copies come back where their names are still free
+	echo taken >"$T/u/l2only"
+	fmount "$T/m" "$T/u" "$T/w"
+	[ "$(cat "$T/m/l2file")" = "$(printf 'l2\na')" ] || fail "l2file: $(cat "$T/m/l2file")"
+	[ "$(cat "$T/m/dlow/f")" = "$(printf 'low\nb')" ] || fail "dlow/f: $(cat "$T/m/dlow/f")"
+	[ "$(cat "$T/m/l2only")" = taken ] || fail "a copy replaced a name"
+	[ -z "$(ls -A "$T/w/work")" ] || fail "work holds: $(ls -A "$T/w/work")"
+	# copies from an earlier boot (a power cut) may lack their data: they go
+	pid=$(cat "$T/w.pid")
+	echo d >>"$T/m/l2file2"
+	kill -9 "$pid"
+	wait_gone "$pid" || fail "daemon survived kill -9"
+	umount "$T/m" 2>/dev/null || umount -l "$T/m"
+	[ -n "$(ls -A "$T/w/work")" ] || fail "no copy waited"
+	printf '00000000-0000-0000-0000-000000000000' | dd of="$T/w/ctool-pending" conv=notrunc status=none
+	fmount "$T/m" "$T/u" "$T/w"
+	[ "$(cat "$T/m/l2file2")" = l2b ] || fail "an earlier boot's copy shown: $(cat "$T/m/l2file2")"
+	[ ! -e "$T/u/l2file2" ] && [ -z "$(ls -A "$T/w/work")" ] || fail "its copy stayed"
 	fumount "$T/m" "$T/w"
 }
 
@@ -1227,7 +1339,7 @@ as_user() {
 	want=$(getfattr --only-values -e hex -n security.capability "$T/l2/capf")
 	fmount "$T/m" "$T/u" "$T/w"
 	touch "$T/m/capf"
-	[ -f "$T/u/capf" ] || fail "no copy-up"
+	wait_shown "$T/u/capf" || fail "no copy-up"
 	[ "$(getfattr --only-values -e hex -n security.capability "$T/u/capf")" = "$want" ] ||
 		fail "capability lost: $(getcap "$T/u/capf")"
 	[ "$(stat -c '%a %u:%g' "$T/u/capf")" = "6755 1000:1000" ] ||
@@ -1383,6 +1495,7 @@ need_passthrough() {
 	exec 7<&-
 	# the release comes after close() returned: the writer waits for it
 	echo x >>"$T/m/big" || fail "append after the reader closed"
+	wait_shown "$T/u/big" || fail "no copy-up"
 	[ "$(stat -c %s "$T/u/big")" -eq $((3 * 1024 * 1024 + 2)) ] || fail "upper copy size"
 	[ "$(md5sum <"$T/l2/big")" = "$sum" ] || fail "the lower file changed"
 	# readers of the upper copy share its backing file with writers

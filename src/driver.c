@@ -277,3 +277,17 @@ bool driver_fuse_dead(const char *path)
 	return statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) < 0 &&
 	       errno == ENOTCONN;
 }
+
+/* The daemon logs each copy it lets wait in workdir/ctool-pending after a
+ * header of 37 bytes (the boot id and a newline), and empties the log
+ * but for the header once none waits (fuse/publish.c). */
+#define FUSE_PEND_LOG "ctool-pending"
+#define FUSE_PEND_HEADER 37
+
+bool driver_fuse_copies_wait(const struct overlay_spec *ov)
+{
+	_cleanup_free_ char *log = xasprintf("%s/" FUSE_PEND_LOG, ov->work);
+	struct stat st;
+
+	return log && lstat(log, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > FUSE_PEND_HEADER;
+}

@@ -35,4 +35,9 @@ void driver_fuse_reap(const char *pidfile);
 /* Is the mount at path a FUSE mount whose daemon is gone (ENOTCONN)? */
 bool driver_fuse_dead(const char *path);
 
+/* Did a ctool-overlayfs that died leave copies waiting to be shown in
+ * ov's workdir? Only that daemon shows them, at its next mount; the
+ * kernel's overlay empties the workdir and would lose them. */
+bool driver_fuse_copies_wait(const struct overlay_spec *ov);
+
 #endif

@@ -108,6 +108,35 @@ setup() {
 	[ "$(info_get f driver)" = fuse ]
 }
 
+@test "copies a dead ctool-overlayfs left waiting: the next on shows them; the kernel's would lose them" {
+	ctool clone base e
+	id=$(env_id e)
+	# what a daemon killed with a copy of /etc/passwd waiting leaves
+	mkdir -p "$CTOOL_STORE/envs/$id/upper/etc" "$CTOOL_STORE/envs/$id/work/work"
+	w="$CTOOL_STORE/envs/$id/work"
+	printf 'root:x:0:0:kept:/root:/bin/sh\n' >"$w/work/#1.1"
+	{ cat /proc/sys/kernel/random/boot_id; printf '#1.1\0etc/passwd\0'; } >"$w/ctool-pending"
+	run --separate-stderr ctool on e --driver kernel
+	assert_status 1
+	assert_one_error_line "ctool: on: "
+	[[ $stderr == *"left copies waiting"* ]] || fail "stderr: $stderr"
+	assert_no_mounts_under "$(env_root e)"
+	[ -f "$w/work/#1.1" ] || fail "the waiting copy went"
+	run --separate-stderr ctool -v on e
+	assert_status 0
+	[[ $stderr == *"left copies waiting"* ]] || fail "-v says: $stderr"
+	[ "$(info_get e driver)" = fuse ] || fail "driver: $(info_get e driver)"
+	[[ $(info_get e driver-note) == *"left copies waiting"* ]] || fail "note: $(info_get e driver-note)"
+	[ "$(head -n 1 "$(env_root e)/etc/passwd")" = root:x:0:0:kept:/root:/bin/sh ] ||
+		fail "the copy is not shown: $(head -n 1 "$(env_root e)/etc/passwd")"
+	ctool off e
+	# shown, the kernel is asked for again
+	ctool on e
+	[ "$(info_get e driver)" = kernel ] || fail "driver after: $(info_get e driver)"
+	[ "$(head -n 1 "$(env_root e)/etc/passwd")" = root:x:0:0:kept:/root:/bin/sh ] || fail "lost"
+	ctool off e
+}
+
 @test "off reaps ctool-overlayfs; on and off again leave no daemon" {
 	ctool clone base f --driver fuse
 	for i in 1 2 3; do

@@ -300,17 +300,20 @@ static int load(struct ovl_fs *fs, struct ovl_node *dir, struct dir_handle *h)
 	return 0;
 }
 
-/* opendir: a handle; the listing is read on the first readdir. */
+/* opendir. The kernel asks for no handle (FUSE_CAP_NO_OPENDIR_SUPPORT,
+ * Linux 5.1): ENOSYS once, and it sends neither OPENDIR nor RELEASEDIR
+ * again, two requests saved on every directory a walk opens, and keeps
+ * listings as below. Else a handle with no state, and the same flags. */
 void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dir_handle *h = calloc(1, sizeof(*h));
+	struct ovl_fs *fs = req_fs(req);
 
 	(void)ino;
-	if (!h) {
-		(void)fuse_reply_err(req, ENOMEM);
+	if (fs->no_opendir) {
+		(void)fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
+	fi->fh = 0;
 	/* the kernel keeps the listing: every change to the entries is made
 	 * through this mount, and the kernel drops the listing when it makes
 	 * one itself; the daemon drops it when it changes the inode numbers
@@ -320,21 +323,65 @@ void dir_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)fuse_reply_open(req, fi);
 }
 
+/* The listing a reader of dir goes on with, taken from dir (NULL when
+ * there is none: the reader reads it anew). */
+static struct dir_handle *listing_take(struct ovl_fs *fs, struct ovl_node *dir)
+{
+	struct dir_handle *h;
+
+	(void)pthread_mutex_lock(&fs->listing_lock);
+	h = dir->listing;
+	dir->listing = NULL;
+	(void)pthread_mutex_unlock(&fs->listing_lock);
+	return h;
+}
+
+/* Keep listing h on dir for the reader's next call, unless another one
+ * is kept there already; then h is freed. */
+static void listing_keep(struct ovl_fs *fs, struct ovl_node *dir, struct dir_handle *h)
+{
+	(void)pthread_mutex_lock(&fs->listing_lock);
+	if (!dir->listing) {
+		dir->listing = h;
+		h = NULL;
+	}
+	(void)pthread_mutex_unlock(&fs->listing_lock);
+	dir_listing_free(h);
+}
+
+/* Free a listing kept on a node (NULL is fine). */
+void dir_listing_free(struct dir_handle *h)
+{
+	if (!h)
+		return;
+	dir_list_free(&h->d);
+	free(h);
+}
+
 static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi, bool plus)
 {
 	struct ovl_fs *fs = req_fs(req);
-	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
 	struct ovl_node *dir = node_of(fs, ino);
+	struct dir_handle *h;
 	_cleanup_free_ char *buf = NULL;
 	size_t used = 0, i;
 	int r = 0;
 
+	(void)fi;
 	buf = malloc(size);
-	if (!buf) {
+	h = listing_take(fs, dir);
+	if (!h)
+		h = calloc(1, sizeof(*h));
+	if (!buf || !h) {
+		dir_listing_free(h);
 		(void)fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Readers of a directory share the listing kept on its node: read
+	 * anew from offset 0, or when none is kept (another reader holds it
+	 * this moment), so a reader that goes on while entries change sees
+	 * its own listing unless another reader starts meanwhile. */
 	tree_rdlock(fs);
 	if (!node_live(dir)) {
 		/* removed: its old name is not it any more */
@@ -367,6 +414,11 @@ static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		used += need;
 	}
 	tree_unlock(fs);
+	/* kept for the next call until the end is read */
+	if (r == 0 && used > 0)
+		listing_keep(fs, dir, h);
+	else
+		dir_listing_free(h);
 	if (r < 0 && used == 0)
 		(void)fuse_reply_err(req, -r);
 	else
@@ -387,14 +439,11 @@ void dir_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	dir_fill(req, ino, size, off, fi, true);
 }
 
-/* releasedir: drop the handle. */
+/* releasedir: nothing to drop. */
 void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dir_handle *h = (struct dir_handle *)(uintptr_t)fi->fh;
-
 	(void)ino;
-	dir_list_free(&h->d);
-	free(h);
+	(void)fi;
 	(void)fuse_reply_err(req, 0);
 }
 

@@ -79,7 +79,8 @@ int nodes_init(struct ovl_fs *fs)
 	if (root->fd < 0)
 		return -errno;
 	if (pthread_rwlock_init(&fs->tree_lock, NULL) || pthread_mutex_init(&fs->table_lock, NULL) ||
-	    pthread_mutex_init(&fs->pt_lock, NULL) || pt_cond_init(&fs->pt_released))
+	    pthread_mutex_init(&fs->pt_lock, NULL) || pt_cond_init(&fs->pt_released) ||
+	    pthread_mutex_init(&fs->listing_lock, NULL))
 		return -ENOMEM;
 	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
 	    pthread_cond_init(&fs->reclaim_cond, &ca))
@@ -101,6 +102,7 @@ void nodes_free(struct ovl_fs *fs)
 			next = n->hnext;
 			if (n->fd >= 0)
 				(void)close(n->fd);
+			dir_listing_free(n->listing);
 			free(n->name);
 			free(n);
 		}
@@ -110,6 +112,7 @@ void nodes_free(struct ovl_fs *fs)
 	if (fs->root) {
 		if (fs->root->fd >= 0)
 			(void)close(fs->root->fd);
+		dir_listing_free(fs->root->listing);
 		free(fs->root->name);
 		free(fs->root);
 		fs->root = NULL;
@@ -353,6 +356,7 @@ static void node_try_free(struct ovl_fs *fs, struct ovl_node *n)
 		fs->nodes_freed++;
 		if (n->fd >= 0)
 			(void)close(n->fd);
+		dir_listing_free(n->listing);
 		free(n->name);
 		free(n);
 		p->children--;

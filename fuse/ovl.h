@@ -91,6 +91,8 @@ struct ovl_layer {
  * A node lives while the kernel holds it (nlookup > 0), a request pins
  * it or it has children; ancestors of a live node are therefore always live, so a path
  * can be built from any node a request names. */
+struct dir_handle;
+
 struct ovl_node {
 	struct ovl_node *parent;
 	char *name;
@@ -115,6 +117,9 @@ struct ovl_node {
 	 * writing and table_lock (a waiting node is never freed); read with
 	 * either. */
 	bool pending;
+	/* Directories: the listing readers go on with (dir.c), under
+	 * fs->listing_lock; freed with the node. */
+	struct dir_handle *listing;
 	/* Open files (fs->pt_lock; see passthrough.c): those passed through
 	 * to backing file pt_id, made for the object in pt_layer, and those
 	 * served through the page cache. */
@@ -171,6 +176,9 @@ struct ovl_fs {
 	pthread_mutex_t pt_lock;    /* the nodes' open counts; never held
 				     * with table_lock */
 	pthread_cond_t pt_released; /* a node's last passthrough open closed */
+
+	bool no_opendir;            /* the kernel opens directories without us */
+	pthread_mutex_t listing_lock; /* the nodes' `listing`; held alone */
 
 	pthread_rwlock_t tree_lock; /* the merged namespace; before table_lock */
 	pthread_mutex_t table_lock; /* the node table and lifetimes */
@@ -330,6 +338,7 @@ void dir_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void dir_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi);
 void dir_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void dir_listing_free(struct dir_handle *h);
 void dir_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 
 /* ---- copyup.c: bringing lower files into the upper ---- */

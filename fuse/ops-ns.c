@@ -30,7 +30,9 @@ struct ns_new {
 static void ns_lock(struct ovl_fs *fs)
 {
 	tree_wrlock(fs);
-	pend_settle(fs);
+	/* a copy that cannot be shown keeps waiting: its name shows the
+	 * lower file meanwhile, and renames and removals of it go on there */
+	(void)pend_settle(fs);
 }
 
 /* Open directory node `dir` itself in the upper (O_PATH). fd or -errno. */

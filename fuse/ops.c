@@ -285,8 +285,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	r = writes ? pt_busy(fs, n, false) : 0;
 	if (r == 0 && writes)
+		/* a synchronous writer's writes are durable when they return:
+		 * so must the copy be, under its name */
 		r = copyup_node_flags(fs, n,
-				      COPYUP_MAY_WAIT |
+				      (flags & (O_SYNC | O_DSYNC) ? 0 : COPYUP_MAY_WAIT) |
 					      ((flags & O_TRUNC) && S_ISREG(n->type) ? COPYUP_EMPTY : 0));
 	if (r == 0)
 		r = node_open(fs, n, flags, &fd);
@@ -353,10 +355,13 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	/* a copy waiting to be shown is shown first (durable with it) */
 	if (__atomic_load_n(&node_of(fs, ino)->pending, __ATOMIC_RELAXED)) {
 		tree_wrlock(fs);
-		pend_settle(fs);
+		r = -pend_settle(fs);
 		tree_unlock(fs);
+		/* the rename that showed it is made durable too */
+		datasync = 0;
 	}
-	if (!fs->nosync && (datasync ? fdatasync(fh_fd(fi->fh)) : fsync(fh_fd(fi->fh))) < 0)
+	if (r == 0 && !fs->nosync &&
+	    (datasync ? fdatasync(fh_fd(fi->fh)) : fsync(fh_fd(fi->fh))) < 0)
 		r = errno;
 	(void)fuse_reply_err(req, r);
 }

@@ -322,6 +322,7 @@ struct ovl_dirent {
 	unsigned char type;  /* DT_* */
 	int layer;           /* the topmost layer that has it */
 	ino_t below;         /* a directory over one below: that one's inode number */
+	uint64_t cookie;     /* readdir's offset after it (dir.c; set for readdir) */
 };
 
 struct ovl_dir {
@@ -365,17 +366,16 @@ void pend_recover(struct ovl_fs *fs, int wkfd);
 bool pend_wanted(struct ovl_fs *fs, const struct ovl_node *n);
 int pend_add(struct ovl_fs *fs, struct ovl_node *n, const char *tmp);
 int pend_sync_one(struct ovl_fs *fs, int fd);
-void pend_publish(struct ovl_fs *fs);
+int pend_publish(struct ovl_fs *fs);
 int pend_start(struct ovl_fs *fs);
 void pend_stop(struct ovl_fs *fs);
 void pend_free(struct ovl_fs *fs);
 
 /* Show what waits before the upper's names are read or changed: the
  * tree lock held for writing. */
-static inline void pend_settle(struct ovl_fs *fs)
+static inline int pend_settle(struct ovl_fs *fs)
 {
-	if (fs->pend_head)
-		pend_publish(fs);
+	return fs->pend_head ? pend_publish(fs) : 0;
 }
 
 /* ---- passthrough.c: file data straight to the layer's file ---- */

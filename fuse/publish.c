@@ -34,6 +34,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,46 +199,57 @@ int pend_sync_one(struct ovl_fs *fs, int fd)
 	_cleanup_close_ int rfd = -1;
 	char p[32];
 
-	rfd = open(proc_fd_path(fd, p), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* the magic link reaches the copy itself (O_NOFOLLOW would refuse it) */
+	rfd = open(proc_fd_path(fd, p), O_RDONLY | O_CLOEXEC);
 	if (rfd < 0)
 		return -errno;
 	return copyup_sync(fs, rfd);
 }
 
 /* Show one waiting copy under its node's name, made durable first
- * unless a syncfs since it was made did that. */
-static void pend_show(struct ovl_fs *fs, struct ovl_pend *p, uint64_t synced)
+ * unless a syncfs since it was made did that. 0, or -errno when it could
+ * not be shown: it keeps waiting (and stays logged), to be tried again,
+ * for its data is only there. */
+static int pend_show(struct ovl_fs *fs, struct ovl_pend *p, uint64_t synced)
 {
 	_cleanup_close_ int own = -1;
 	struct ovl_node *n = p->n;
 	const char *name;
 	int upfd, r = 0;
 
+	/* removed from the view since (a removed open file): no name to show
+	 * it under; the next mount empties the workdir */
+	if (!node_live(n)) {
+		node_set_pending(fs, n, false);
+		return 0;
+	}
 	if (p->seq > synced)
 		r = pend_sync_one(fs, n->fd);
-	/* a failed sync still shows the copy: its data is in the page cache,
-	 * and hiding it would lose what was written to it */
-	if (r < 0 && fs->debug)
-		(void)fprintf(stderr, "ctool-overlayfs: sync of a copy: %s\n", strerror(-r));
-	upfd = node_live(n) ? node_parent_fd(fs, n, OVL_UPPER, &name, &own) : -ENOENT;
-	if (upfd >= 0)
-		r = renameat2(fs->workfd, p->tmp, upfd, name, RENAME_NOREPLACE) < 0 ? -errno : 0;
-	else
+	/* never shown without its data: tried again later */
+	if (r < 0)
+		return r;
+	upfd = node_parent_fd(fs, n, OVL_UPPER, &name, &own);
+	if (upfd < 0)
 		r = upfd;
-	if (r < 0 && fs->debug)
-		(void)fprintf(stderr, "ctool-overlayfs: showing a copy: %s\n", strerror(-r));
+	else if (renameat2(fs->workfd, p->tmp, upfd, name, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0)
+		return r;
 	node_set_pending(fs, n, false);
+	return 0;
 }
 
-/* Show every waiting copy. Tree lock held for writing. */
-void pend_publish(struct ovl_fs *fs)
+/* Show every waiting copy. Tree lock held for writing. 0, or the first
+ * -errno of a copy that could not be shown and still waits. */
+int pend_publish(struct ovl_fs *fs)
 {
 	uint64_t synced = __atomic_load_n(&fs->pend_synced, __ATOMIC_ACQUIRE);
-	struct ovl_pend *p;
-	size_t unsynced = 0;
+	struct ovl_pend *p, *kept = NULL, **ktail = &kept;
+	size_t unsynced = 0, left = 0;
+	int r, first = 0;
 
 	if (!fs->pend_head)
-		return;
+		return 0;
 	/* several not made durable yet: one syncfs for them all */
 	for (p = fs->pend_head; p && unsynced < 2; p = p->next)
 		unsynced += p->seq > synced;
@@ -245,12 +257,27 @@ void pend_publish(struct ovl_fs *fs)
 		synced = fs->pend_seq;
 	while ((p = fs->pend_head)) {
 		fs->pend_head = p->next;
-		pend_show(fs, p, synced);
-		free(p);
+		r = pend_show(fs, p, synced);
+		if (r == 0) {
+			free(p);
+			continue;
+		}
+		if (fs->debug)
+			(void)fprintf(stderr, "ctool-overlayfs: showing a copy: %s\n", strerror(-r));
+		if (!first)
+			first = r;
+		p->next = NULL;
+		*ktail = p;
+		ktail = &p->next;
+		left++;
 	}
-	fs->pend_tail = &fs->pend_head;
-	__atomic_store_n(&fs->pend_count, 0, __ATOMIC_RELAXED);
-	pend_log_reset(fs);
+	fs->pend_head = kept;
+	fs->pend_tail = kept ? ktail : &fs->pend_head;
+	__atomic_store_n(&fs->pend_count, left, __ATOMIC_RELAXED);
+	/* the log keeps the records of those still waiting */
+	if (!kept)
+		pend_log_reset(fs);
+	return first;
 }
 
 /* Show every waiting copy, with one syncfs for all. No lock held. */
@@ -266,7 +293,7 @@ static void pend_flush(struct ovl_fs *fs)
 	if (syncfs(fs->syncfd) == 0)
 		__atomic_store_n(&fs->pend_synced, upto, __ATOMIC_RELEASE);
 	tree_wrlock(fs);
-	pend_publish(fs);
+	(void)pend_publish(fs);
 	tree_unlock(fs);
 }
 
@@ -283,7 +310,8 @@ static void *pend_main(void *arg)
 		}
 		/* let a batch gather */
 		(void)clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_nsec += (long)fs->pend_ms * 1000000L;
+		t.tv_sec += fs->pend_ms / 1000;
+		t.tv_nsec += (long)(fs->pend_ms % 1000) * 1000000L;
 		t.tv_sec += t.tv_nsec / 1000000000L;
 		t.tv_nsec %= 1000000000L;
 		while (!fs->pend_stop &&
@@ -302,7 +330,15 @@ int pend_start(struct ovl_fs *fs)
 {
 	if (!fs->pend_on)
 		return 0;
-	if (pthread_create(&fs->pend_thread, NULL, pend_main, fs) == 0) {
+	sigset_t all, old;
+	int r;
+
+	/* signals go to the threads that serve requests, never to this one */
+	(void)sigfillset(&all);
+	(void)pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&fs->pend_thread, NULL, pend_main, fs);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r == 0) {
 		fs->pend_running = true;
 		return 0;
 	}

@@ -4,6 +4,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ovl.h"
@@ -284,9 +286,49 @@ static ino_t shown_ino(struct ovl_fs *fs, struct ovl_node *n)
 	return node_stat(fs, n, &st) == 0 ? st.st_ino : 1;
 }
 
-/* Read the listing of `dir` into h. Tree lock held. 0 or -errno. */
+/* Readdir's offset after the entry `name`: a hash of the name (FNV-1a),
+ * from 3 up (0 is the start, 1 and 2 follow "." and ".."), so that a
+ * reader resumes after the same name whatever listing serves its next
+ * call: one read anew after entries came and went skips or repeats none
+ * of the others, as with ext4's hashed offsets. */
+static uint64_t name_cookie(const char *name)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+	return (h >> 2) + 3;
+}
+
+static int cookie_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ovl_dirent *)a)->cookie;
+	uint64_t y = ((const struct ovl_dirent *)b)->cookie;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The index in h's listing of the first entry after offset off (> 2). */
+static size_t cookie_seek(const struct dir_handle *h, off_t off)
+{
+	size_t lo = 0, hi = h->d.count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (h->d.ents[mid].cookie <= (uint64_t)off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Read the listing of `dir` into h, in offset order. Tree lock held. 0
+ * or -errno. */
 static int load(struct ovl_fs *fs, struct ovl_node *dir, struct dir_handle *h)
 {
+	size_t i;
 	int r;
 
 	dir_list_free(&h->d);
@@ -295,6 +337,10 @@ static int load(struct ovl_fs *fs, struct ovl_node *dir, struct dir_handle *h)
 	if (r < 0)
 		return r;
 	fix_inos(fs, dir, &h->d);
+	for (i = 0; i < h->d.count; i++)
+		h->d.ents[i].cookie = name_cookie(h->d.ents[i].name);
+	if (h->d.count > 1)
+		qsort(h->d.ents, h->d.count, sizeof(*h->d.ents), cookie_cmp);
 	h->dots[0] = shown_ino(fs, dir);
 	h->dots[1] = dir->parent ? shown_ino(fs, dir->parent) : h->dots[0];
 	return 0;
@@ -378,10 +424,10 @@ static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		(void)fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* Readers of a directory share the listing kept on its node: read
-	 * anew from offset 0, or when none is kept (another reader holds it
-	 * this moment), so a reader that goes on while entries change sees
-	 * its own listing unless another reader starts meanwhile. */
+	/* Readers of a directory share the listing kept on its node, read
+	 * anew from offset 0 or when none is kept (another reader holds it
+	 * this moment); offsets are name hashes, so any listing resumes a
+	 * reader right after the last name it got. */
 	tree_rdlock(fs);
 	if (!node_live(dir)) {
 		/* removed: its old name is not it any more */
@@ -391,21 +437,22 @@ static void dir_fill(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	} else if (off == 0 || !h->loaded) {
 		r = load(fs, dir, h);
 	}
-	for (i = (size_t)off; r == 0 && i < h->d.count + 2; i++) {
+	/* i: 0 ".", 1 "..", then the entries from 2 */
+	i = r < 0 ? 0 : off <= 2 ? (size_t)off : cookie_seek(h, off) + 2;
+	for (; r == 0 && i < h->d.count + 2; i++) {
 		struct fuse_entry_param e = { 0 };
 		const char *name = i == 0 ? "." : i == 1 ? ".." : h->d.ents[i - 2].name;
+		off_t next = i < 2 ? (off_t)i + 1 : (off_t)h->d.ents[i - 2].cookie;
 		size_t need;
 
 		e.attr.st_ino = i < 2 ? h->dots[i] : h->d.ents[i - 2].ino;
 		e.attr.st_mode = i < 2 ? S_IFDIR : (mode_t)DTTOIF(h->d.ents[i - 2].type);
 		if (!plus) {
-			need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
-						 (off_t)i + 1);
+			need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, next);
 		} else {
 			if (i >= 2 && ops_entry(fs, dir, name, &e) < 0)
 				continue; /* vanished: skip it */
-			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
-						      (off_t)i + 1);
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, next);
 			if (need > size - used && e.ino)
 				node_forget(fs, node_of(fs, e.ino), 1);
 		}

@@ -507,6 +507,30 @@ ops_script() {
 	fumount "$T/m" "$T/w2"
 }
 
+@test "readdir: a reader that goes on while names go and others read skips and repeats nothing" {
+	mkdir -p "$T/l2/many"
+	(cd "$T/l2/many" && seq -f 'f%05g' 3000 | xargs touch)
+	fmount "$T/m" "$T/u" "$T/w"
+	run python3 - "$T/m/many" <<'PY'
+import os, sys
+d = sys.argv[1]
+a = os.scandir(d)
+seen = [next(a).name for _ in range(200)]
+for n in seen[:150]:
+    os.unlink(os.path.join(d, n))
+other = sorted(e.name for e in os.scandir(d))   # a second reader, from the start
+assert len(other) == 2850, len(other)
+seen += [e.name for e in a]
+dups = len(seen) - len(set(seen))
+missing = set("f%05d" % i for i in range(1, 3001)) - set(seen[:150]) - set(seen)
+print(len(seen), dups, len(missing))
+PY
+	[ "$status" -eq 0 ] || fail "python: $output"
+	read -r n dups missing <<<"$output"
+	[ "$dups" = 0 ] && [ "$missing" = 0 ] || fail "read $n names, $dups twice, $missing missed"
+	fumount "$T/m" "$T/w"
+}
+
 @test "readdir merges the layers: union, no duplicates, dot entries" {
 	fmount "$T/m" "$T/u" "$T/w"
 	run ls -a "$T/m/dboth"

@@ -533,9 +533,8 @@ int copyup_node(struct ovl_fs *fs, struct ovl_node *n)
  * the node, never on its name. */
 int copyup_node_flags(struct ovl_fs *fs, struct ovl_node *n, unsigned int flags)
 {
-	bool empty = flags & COPYUP_EMPTY;
-
 	_cleanup_close_ int own = -1, src = -1, cfd = -1;
+	bool empty = flags & COPYUP_EMPTY;
 	const char *name;
 	struct stat st;
 	ino_t oino = 0;

@@ -4,8 +4,8 @@
  *
  * OPTIONS: lowerdir=L1:L2 (L1 topmost), upperdir=U, workdir=W, volatile,
  * copyup_batch=MS, nopassthrough, pidfile=PATH, and the usual mount
- * options. Without -f it returns once
- * the mount is ready and serves it in the background until unmounted.
+ * options. Without -f it returns once the mount is ready and serves it in
+ * the background until unmounted.
  * A failure is one line on stderr: "ctool-overlayfs: <reason>".
  */
 #include "config.h"

@@ -195,7 +195,7 @@ struct ovl_fs {
 	bool pend_on;               /* copies may wait */
 	bool pend_ready;            /* pend_lock and pend_cond made */
 	unsigned int pend_ms;       /* how long the first of a batch waits */
-	char boot_id[37];
+	char boot_id[40];           /* "" when unknown: nothing waits */
 	int syncfd;                 /* O_RDONLY on the workdir, for syncfs */
 	int logfd;                  /* workdir/ctool-pending, O_APPEND */
 	struct ovl_pend *pend_head, **pend_tail;

@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,38 +52,6 @@ struct ovl_pend {
 	char tmp[64];
 };
 
-/* The kernel's boot id into buf (37 bytes). 0 or -1. */
-static int boot_id(char buf[37])
-{
-	ssize_t n;
-	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, 36);
-	(void)close(fd);
-	if (n != 36)
-		return -1;
-	buf[36] = '\0';
-	return 0;
-}
-
-/* A condition variable timed on CLOCK_MONOTONIC. 0 or an error. */
-static int pend_cond_init(pthread_cond_t *c)
-{
-	pthread_condattr_t ca;
-	int r;
-
-	r = pthread_condattr_init(&ca);
-	if (r != 0)
-		return r;
-	r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (r == 0)
-		r = pthread_cond_init(c, &ca);
-	(void)pthread_condattr_destroy(&ca);
-	return r;
-}
-
 /* Set up batching for a mount with an upper, copies waiting up to ms
  * (0: none waits): the boot id and an fd to sync the upper's filesystem
  * with. Without either, each copy is shown at once, durable first, and
@@ -95,12 +64,13 @@ void pend_init(struct ovl_fs *fs, int wfd, unsigned int ms)
 	fs->syncfd = fs->logfd = -1;
 	if (pthread_mutex_init(&fs->pend_lock, NULL) != 0)
 		return;
-	if (pend_cond_init(&fs->pend_cond) != 0) {
+	if (pt_cond_init(&fs->pend_cond) != 0) {
 		(void)pthread_mutex_destroy(&fs->pend_lock);
 		return;
 	}
 	fs->pend_ready = true;
-	if (boot_id(fs->boot_id) < 0)
+	boot_id(fs->boot_id);
+	if (strlen(fs->boot_id) != 36)
 		return;
 	fs->syncfd = open(proc_fd_path(wfd, p), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->syncfd < 0)
@@ -140,23 +110,18 @@ static void pend_log_reset(struct ovl_fs *fs)
  * is shown at once. */
 static int pend_log(struct ovl_fs *fs, struct ovl_node *n, const char *tmp)
 {
-	_cleanup_free_ char *path = NULL, *rec = NULL;
-	size_t lt = strlen(tmp) + 1, lp, len;
+	_cleanup_free_ char *path = NULL;
+	struct iovec v[2];
 	ssize_t w;
 	int r;
 
 	r = node_path(n, &path);
 	if (r < 0)
 		return r;
-	lp = strlen(path) + 1;
-	len = lt + lp;
-	rec = malloc(len);
-	if (!rec)
-		return -ENOMEM;
-	memcpy(rec, tmp, lt);
-	memcpy(rec + lt, path, lp);
-	w = write(fs->logfd, rec, len);
-	if (w == (ssize_t)len)
+	v[0] = (struct iovec){ .iov_base = (void *)tmp, .iov_len = strlen(tmp) + 1 };
+	v[1] = (struct iovec){ .iov_base = path, .iov_len = strlen(path) + 1 };
+	w = writev(fs->logfd, v, 2);
+	if (w == (ssize_t)(v[0].iov_len + v[1].iov_len))
 		return 0;
 	/* a record cut short ends what recovery reads: none may follow */
 	r = w < 0 ? -errno : -EIO;

@@ -462,22 +462,6 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	return 0;
 }
 
-/* This boot's id. CTOOL_TEST_BOOT_ID stands for it in the tests, which
- * cannot reboot the machine to show what a volatile env does after one. */
-static void boot_id(char ret[40])
-{
-	_cleanup_free_ char *b = NULL;
-	const char *fake = getenv("CTOOL_TEST_BOOT_ID");
-
-	ret[0] = '\0';
-	if (fake && *fake) {
-		snprintf(ret, 40, "%.36s", fake);
-		return;
-	}
-	if (read_file("/proc/sys/kernel/random/boot_id", &b, NULL) == 0)
-		snprintf(ret, 40, "%.36s", b);
-}
-
 /* The kernel leaves work/work/incompat/volatile behind a volatile mount.
  * Found at 'on': when the host has rebooted since the env was last on,
  * its unsynced changes cannot be trusted, so the env is reset. */

@@ -366,3 +366,20 @@ bool path_is_under(const char *path, const char *dir)
 		return path[0] == '/';
 	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
+
+/* This boot's id ("" when unknown). CTOOL_TEST_BOOT_ID stands for it in
+ * the tests, which cannot reboot the machine to show what a volatile env,
+ * or a copy ctool-overlayfs left waiting, becomes after one. */
+void boot_id(char ret[40])
+{
+	_cleanup_free_ char *b = NULL;
+	const char *fake = getenv("CTOOL_TEST_BOOT_ID");
+
+	ret[0] = '\0';
+	if (fake && *fake) {
+		snprintf(ret, 40, "%.36s", fake);
+		return;
+	}
+	if (read_file("/proc/sys/kernel/random/boot_id", &b, NULL) == 0)
+		snprintf(ret, 40, "%.36s", b);
+}

@@ -59,6 +59,11 @@ int mkdir_p(const char *path, mode_t mode);
 /* Read a whole small file into a NUL-terminated buffer the caller frees.
  * Returns 0 or -errno. */
 int read_file(const char *path, char **ret, size_t *ret_len);
+
+/* This boot's id ("" when unknown). CTOOL_TEST_BOOT_ID stands for it in
+ * the tests, which cannot reboot the machine to show what a volatile env,
+ * or a copy ctool-overlayfs left waiting, becomes after one. */
+void boot_id(char ret[40]);
 /* The same, from an open fd (left open). */
 int read_fd(int fd, char **ret, size_t *ret_len);
 

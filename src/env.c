@@ -523,8 +523,10 @@ static int mount_overlay_with(struct env *env, const struct overlay_spec *ov,
 	/* an env whose driver was a fallback asks for the kernel again */
 	if (!want)
 		want = env->row.driver_note[0] || !env->row.driver[0] ? DRIVER_KERNEL : env->row.driver;
-	/* the kernel's overlay would lose them: ctool-overlayfs shows them */
-	if (strcmp(want, DRIVER_FUSE) != 0 && driver_fuse_copies_wait(ov)) {
+	/* the kernel's overlay would lose them: ctool-overlayfs shows them
+	 * (only an env whose last driver was it can have any) */
+	if (strcmp(want, DRIVER_FUSE) != 0 && strcmp(env->row.driver, DRIVER_FUSE) == 0 &&
+	    driver_fuse_copies_wait(ov)) {
 		if (asked)
 			return ct_fail(e, EBUSY, "ctool-overlayfs left copies waiting in '%s', which "
 				       "the kernel's overlay would lose: turn the env on with "

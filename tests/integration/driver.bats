@@ -110,6 +110,10 @@ setup() {
 
 @test "copies a dead ctool-overlayfs left waiting: the next on shows them; the kernel's would lose them" {
 	ctool clone base e
+	# an env that fell back to ctool-overlayfs asks for the kernel again
+	CTOOL_TEST_KERNEL_REFUSES=1 "$CTOOL" on e
+	ctool off e
+	[ "$(info_get e driver)" = fuse ] || fail "no fallback: $(info_get e driver)"
 	id=$(env_id e)
 	# what a daemon killed with a copy of /etc/passwd waiting leaves
 	mkdir -p "$CTOOL_STORE/envs/$id/upper/etc" "$CTOOL_STORE/envs/$id/work/work"

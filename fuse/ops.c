@@ -87,6 +87,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	struct ovl_fs *fs = userdata;
 
 	pt_init(fs);
+	/* the daemon clears set-id bits where the kernel says (see
+	 * kill_suidgid): the kernel then no longer asks for the attributes
+	 * before each chown, nor for security.capability before each write
+	 * of a file that has none */
+	fs->kp_on = fs->kp_offered;
+	wire_want_init(fs->pt_on, fs->kp_on);
 	/* the data of reads is spliced to the kernel; requests are taken
 	 * with read(): splicing each one through a pipe costs more than it
 	 * saves on all but large writes */
@@ -211,11 +217,77 @@ static int setattr_apply(struct ovl_fs *fs, struct ovl_node *n, const struct sta
 	return 0;
 }
 
+/* Is the caller of req in group gid: its fsgid or a supplementary group? */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	_cleanup_free_ gid_t *more = NULL;
+	gid_t groups[32], *list = groups;
+	int n, i;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, (int)ARRAY_SIZE(groups), groups);
+	if (n > (int)ARRAY_SIZE(groups)) {
+		more = calloc((size_t)n, sizeof(*more));
+		if (!more)
+			return false;
+		n = fuse_req_getgroups(req, n, more);
+		list = more;
+	}
+	for (i = 0; i < n; i++)
+		if (list[i] == gid)
+			return true;
+	return false;
+}
+
+/* Clear the set-id bits of n (in the upper) that a change by req's
+ * caller clears, where the kernel said it must (wire_kill_suidgid):
+ * setuid always; setgid when the group may execute the file, or when the
+ * caller is neither root nor in the file's group, as the kernel's own
+ * check for a caller without CAP_FSETID has it. Regular files only (a
+ * chown of anything else is done by a real chown, which clears them
+ * itself). Tree lock held for writing. 1 when bits were cleared, 0 when
+ * there were none, or -errno. */
+static int kill_suidgid(fuse_req_t req, struct ovl_node *n)
+{
+	mode_t kill = 0;
+	struct stat st;
+	char p[32];
+
+	if (!S_ISREG(n->type))
+		return 0;
+	if (n->fd < 0)
+		return -ESTALE;
+	if (fstat(n->fd, &st) < 0)
+		return -errno;
+	if (st.st_mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((st.st_mode & S_ISGID) &&
+	    ((st.st_mode & S_IXGRP) ||
+	     (fuse_req_ctx(req)->uid != 0 && !caller_in_group(req, st.st_gid))))
+		kill |= S_ISGID;
+	if (kill && chmod(proc_fd_path(n->fd, p), st.st_mode & 07777 & ~kill) < 0)
+		return -errno;
+	return kill != 0;
+}
+
+/* kill_suidgid for a request whose reply carries no attributes (OPEN,
+ * WRITE): the kernel is told that the mode it holds is stale. */
+static int kill_suidgid_notify(fuse_req_t req, struct ovl_fs *fs, fuse_ino_t ino)
+{
+	int r = kill_suidgid(req, node_of(fs, ino));
+
+	if (r > 0)
+		(void)fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+	return r < 0 ? r : 0;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
+	bool kill = wire_kill_suidgid();
 	struct stat st;
 	int r;
 
@@ -230,7 +302,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		r = copyup_node_flags(fs, n, COPYUP_MAY_WAIT);
 	if (r == 0)
 		r = setattr_apply(fs, n, attr, to_set, fi);
-	if (r == 0)
+	if (r == 0 && kill)
+		r = kill_suidgid(req, n);
+	if (r >= 0)
 		r = node_stat(fs, n, &st);
 	tree_unlock(fs);
 	if (r < 0)
@@ -273,6 +347,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
 	bool writes = open_writes(fi->flags);
+	bool kill = wire_kill_suidgid(); /* an O_TRUNC open */
 	int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
 	struct stat st;
 	int fd = -1, r;
@@ -292,6 +367,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 					      ((flags & O_TRUNC) && S_ISREG(n->type) ? COPYUP_EMPTY : 0));
 	if (r == 0)
 		r = node_open(fs, n, flags, &fd);
+	if (r == 0 && kill && writes && (r = kill_suidgid_notify(req, fs, ino)) < 0)
+		(void)close(fd);
 	if (r == 0)
 		fi->fh = pt_open(fs, n, fd, writes);
 	tree_unlock(fs);
@@ -321,13 +398,27 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	(void)fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* A write that is not passed through (a passed-through one never comes
+ * here: the kernel asks for the set-id bits to go with an empty setattr
+ * before it writes). */
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 			 struct fuse_file_info *fi)
 {
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 	ssize_t n;
 
-	(void)ino;
+	if (wire_kill_suidgid()) {
+		struct ovl_fs *fs = req_fs(req);
+		int r;
+
+		tree_wrlock(fs);
+		r = kill_suidgid_notify(req, fs, ino);
+		tree_unlock(fs);
+		if (r < 0) {
+			(void)fuse_reply_err(req, -r);
+			return;
+		}
+	}
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fh_fd(fi->fh);
 	out.buf[0].pos = off;

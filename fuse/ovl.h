@@ -173,6 +173,10 @@ struct ovl_fs {
 	bool pt_want;
 	bool pt_offered;
 	bool pt_on;
+	/* The daemon clears set-id bits itself (FUSE_HANDLE_KILLPRIV_V2):
+	 * offered by the kernel's INIT (wire.c), in use from INIT on. */
+	bool kp_offered;
+	bool kp_on;
 	pthread_mutex_t pt_lock;    /* the nodes' open counts; never held
 				     * with table_lock */
 	pthread_cond_t pt_released; /* a node's last passthrough open closed */
@@ -400,7 +404,8 @@ void pt_release(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
 /* ---- wire.c: the protocol words libfuse 3.14 lacks ---- */
 
 int wire_setup(struct ovl_fs *fs);
-void wire_want_init(void);
+void wire_want_init(bool pt, bool kp);
+bool wire_kill_suidgid(void);
 void wire_want_open(int32_t id);
 void wire_cancel(void);
 

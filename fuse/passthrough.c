@@ -66,8 +66,6 @@ int pt_cond_init(pthread_cond_t *c)
 void pt_init(struct ovl_fs *fs)
 {
 	fs->pt_on = fs->pt_want && fs->pt_offered;
-	if (fs->pt_on)
-		wire_want_init();
 }
 
 /* The backing id for fd, or 0 (none: the open stays cached). */

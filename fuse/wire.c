@@ -14,10 +14,16 @@
  *    its reply, with the name "/" (what the kernel names the dentry it
  *    allocates; no real name can be it): it is handed to libfuse as a
  *    CREATE, which ns_create tells by that name.
+ *  - the INIT request says whether the kernel lets the daemon clear the
+ *    set-id bits itself (FUSE_HANDLE_KILLPRIV_V2), and the INIT reply
+ *    takes that up; SETATTR, OPEN and WRITE requests then carry the
+ *    kernel's word that the caller's change must clear them, which the
+ *    read hook keeps for the handler (wire_kill_suidgid).
  * A handler says what its next reply needs in a thread-local word, and
  * the writev hook, called in that same thread by fuse_reply_*(), patches
- * it in. The hooks are always installed; the passthrough words are only
- * spoken when passthrough is in use.
+ * it in; the read hook and the handler of the request it read run in one
+ * thread too. The hooks are always installed; the passthrough words are
+ * only spoken when passthrough is in use.
  */
 #include "config.h"
 
@@ -29,9 +35,13 @@
 #include "ovl.h"
 
 /* The protocol words that bookworm's headers lack. */
+#define WIRE_OP_SETATTR 4
+#define WIRE_OP_OPEN 14
+#define WIRE_OP_WRITE 16
 #define WIRE_OP_INIT 26
 #define WIRE_OP_CREATE 35
 #define WIRE_OP_TMPFILE 51
+#define WIRE_INIT_KILLPRIV_V2 (1u << 28)
 #define WIRE_INIT_EXT (1u << 30)
 #define WIRE_PASSTHROUGH_HI (1u << 5)   /* FUSE_PASSTHROUGH: bit 37 of flags */
 #define WIRE_FOPEN_PASSTHROUGH (1u << 7)
@@ -47,12 +57,29 @@
 #define WIRE_INIT_OUT_FLAGS2 32
 #define WIRE_INIT_OUT_DEPTH 36
 #define WIRE_OPEN_OUT_SIZE 16           /* fh, open_flags, backing_id */
+#define WIRE_SETATTR_IN_VALID WIRE_IN_HEADER
+#define WIRE_OPEN_IN_OPEN_FLAGS (WIRE_IN_HEADER + 4)
+#define WIRE_WRITE_IN_WRITE_FLAGS (WIRE_IN_HEADER + 20)
+
+/* The kernel's word that a change must clear the set-id bits: in a
+ * SETATTR's valid, an OPEN's open_flags (O_TRUNC), a WRITE's write_flags
+ * (FATTR_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID). */
+#define WIRE_FATTR_KILL_SUIDGID (1u << 11)
+#define WIRE_FATTR_FH (1u << 6)
+#define WIRE_FATTR_LOCKOWNER (1u << 9)
+#define WIRE_OPEN_KILL_SUIDGID (1u << 0)
+#define WIRE_WRITE_KILL_SUIDGID (1u << 2)
 
 /* What the next reply of this thread needs. */
 static __thread struct {
 	enum { WIRE_NONE, WIRE_INIT, WIRE_OPEN } kind;
 	int32_t id;
+	bool pt;     /* WIRE_INIT: ask for passthrough */
+	bool kp;     /* WIRE_INIT: take up FUSE_HANDLE_KILLPRIV_V2 */
 } wire_next;
+
+/* Whether the request this thread read last must clear set-id bits. */
+static __thread bool wire_kill;
 
 static uint32_t get32(const void *p)
 {
@@ -78,19 +105,49 @@ static void tmpfile_as_create(char *b, ssize_t n)
 		put32(b + WIRE_IN_OPCODE, WIRE_OP_CREATE);
 }
 
+/* Does this SETATTR valid ask to clear the set-id bits? With
+ * FUSE_HANDLE_KILLPRIV_V2 the kernel says so with FATTR_KILL_SUIDGID on
+ * a chown, and on a truncate by a caller without CAP_FSETID. Where it
+ * must clear them before a write it sends nothing to set at all (the
+ * kernel's setattr strips the bits it asked for and leaves the daemon to
+ * do it; a passed-through write never comes here): such a request is
+ * taken as that word, and so is a chown(-1, -1), which clears them too. */
+static bool setattr_kills(uint32_t valid)
+{
+	return (valid & WIRE_FATTR_KILL_SUIDGID) ||
+	       !(valid & ~(WIRE_FATTR_FH | WIRE_FATTR_LOCKOWNER));
+}
+
 static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct ovl_fs *fs = userdata;
 	ssize_t n = read(fd, buf, len);
 	char *b = buf;
 
+	wire_kill = false;
 	if (n < WIRE_IN_HEADER)
 		return n;
 	switch (get32(b + WIRE_IN_OPCODE)) {
 	case WIRE_OP_INIT:
-		if (n >= WIRE_INIT_IN_FLAGS2 + 4)
-			fs->pt_offered = (get32(b + WIRE_INIT_IN_FLAGS) & WIRE_INIT_EXT) &&
+		if (n >= WIRE_INIT_IN_FLAGS2 + 4) {
+			uint32_t flags = get32(b + WIRE_INIT_IN_FLAGS);
+
+			fs->pt_offered = (flags & WIRE_INIT_EXT) &&
 					 (get32(b + WIRE_INIT_IN_FLAGS2) & WIRE_PASSTHROUGH_HI);
+			fs->kp_offered = flags & WIRE_INIT_KILLPRIV_V2;
+		}
+		break;
+	case WIRE_OP_SETATTR:
+		wire_kill = fs->kp_on && n >= WIRE_SETATTR_IN_VALID + 4 &&
+			    setattr_kills(get32(b + WIRE_SETATTR_IN_VALID));
+		break;
+	case WIRE_OP_OPEN:
+		wire_kill = fs->kp_on && n >= WIRE_OPEN_IN_OPEN_FLAGS + 4 &&
+			    (get32(b + WIRE_OPEN_IN_OPEN_FLAGS) & WIRE_OPEN_KILL_SUIDGID);
+		break;
+	case WIRE_OP_WRITE:
+		wire_kill = fs->kp_on && n >= WIRE_WRITE_IN_WRITE_FLAGS + 4 &&
+			    (get32(b + WIRE_WRITE_IN_WRITE_FLAGS) & WIRE_WRITE_KILL_SUIDGID);
 		break;
 	case WIRE_OP_TMPFILE:
 		tmpfile_as_create(b, n);
@@ -107,10 +164,16 @@ static void wire_patch(struct iovec *iov, int count)
 	if (count < 2)
 		return;    /* an error reply */
 	if (wire_next.kind == WIRE_INIT && last->iov_len >= WIRE_INIT_OUT_DEPTH + 4) {
-		put32(b + WIRE_INIT_OUT_FLAGS, get32(b + WIRE_INIT_OUT_FLAGS) | WIRE_INIT_EXT);
-		put32(b + WIRE_INIT_OUT_FLAGS2,
-		      get32(b + WIRE_INIT_OUT_FLAGS2) | WIRE_PASSTHROUGH_HI);
-		put32(b + WIRE_INIT_OUT_DEPTH, WIRE_STACK_DEPTH);
+		if (wire_next.kp)
+			put32(b + WIRE_INIT_OUT_FLAGS,
+			      get32(b + WIRE_INIT_OUT_FLAGS) | WIRE_INIT_KILLPRIV_V2);
+		if (wire_next.pt) {
+			put32(b + WIRE_INIT_OUT_FLAGS,
+			      get32(b + WIRE_INIT_OUT_FLAGS) | WIRE_INIT_EXT);
+			put32(b + WIRE_INIT_OUT_FLAGS2,
+			      get32(b + WIRE_INIT_OUT_FLAGS2) | WIRE_PASSTHROUGH_HI);
+			put32(b + WIRE_INIT_OUT_DEPTH, WIRE_STACK_DEPTH);
+		}
 	} else if (wire_next.kind == WIRE_OPEN && last->iov_len >= WIRE_OPEN_OUT_SIZE) {
 		char *o = b + last->iov_len - WIRE_OPEN_OUT_SIZE;
 
@@ -149,10 +212,24 @@ int wire_setup(struct ovl_fs *fs)
 	return fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
 }
 
-/* The INIT reply this thread sends next asks for passthrough. */
-void wire_want_init(void)
+/* The INIT reply this thread sends next asks for passthrough (pt), and
+ * takes up the clearing of set-id bits (kp). */
+void wire_want_init(bool pt, bool kp)
 {
-	wire_next.kind = WIRE_INIT;
+	wire_next.kind = pt || kp ? WIRE_INIT : WIRE_NONE;
+	wire_next.pt = pt;
+	wire_next.kp = kp;
+}
+
+/* Whether the request this thread is handling must clear the set-id
+ * bits of the file it changes (its caller lacks CAP_FSETID, or it is a
+ * chown): said once. */
+bool wire_kill_suidgid(void)
+{
+	bool k = wire_kill;
+
+	wire_kill = false;
+	return k;
 }
 
 /* The OPEN or CREATE reply this thread sends next is passed through to

@@ -1371,6 +1371,86 @@ as_user() {
 	fumount "$T/m" "$T/w"
 }
 
+# setid_script M: set-id bits and file capabilities after changes by
+# root and by uid 1000 (not in group 0) to the files setid_files made,
+# one line per file: the mode the kernel holds, the mode after a cache
+# drop, and the capabilities.
+setid_files() {
+	local f
+	for f in w tr otr chown rootw late; do
+		echo data >"$1/sid-$f"
+		chmod 6777 "$1/sid-$f"
+	done
+	echo data >"$1/sid-nogx"
+	chmod 2767 "$1/sid-nogx"
+	echo data >"$1/sid-member"
+	chown 0:1000 "$1/sid-member"
+	chmod 2767 "$1/sid-member"
+	for f in caproot capuser; do
+		echo data >"$1/sid-$f"
+		chmod 0777 "$1/sid-$f"
+		setcap cap_net_raw+ep "$1/sid-$f"
+	done
+}
+setid_script() (
+	local m=$1 f
+	# uid 1000 cannot reach the test's directory: it works in the mount
+	# (a subshell: the caller's directory stays)
+	cd "$m" || exit
+	as_user "echo x >>'sid-w'"
+	as_user "truncate -s 2 'sid-tr'"
+	as_user ": >'sid-otr'"
+	chown 1:1 "$m/sid-chown"
+	echo x >>"$m/sid-rootw"
+	as_user "echo x >>'sid-nogx'"
+	setpriv --reuid 1000 --regid 1000 --groups 1000 sh -c "echo x >>'sid-member'"
+	echo x >>"$m/sid-caproot"
+	as_user "echo x >>'sid-capuser'"
+	# a writer opens first; the bits come while its file is open
+	exec 7>>"$m/sid-late"
+	chmod 0666 "$m/sid-late"
+	echo a >&7
+	chmod 4777 "$m/sid-late"
+	as_user "echo b >>'sid-late'"
+	exec 7>&-
+	# a new file: a write latches "no set-id bits" on the kernel's inode
+	echo data >"$m/sid-new"
+	chmod 0666 "$m/sid-new"
+	exec 7>>"$m/sid-new"
+	echo a >&7
+	setcap cap_net_raw+ep "$m/sid-new"
+	echo b >&7
+	exec 7>&-
+	for f in w tr otr chown rootw nogx member caproot capuser late new; do
+		printf '%s %s ' "$f" "$(stat -c %a "$m/sid-$f")"
+	done >"$m.cached"
+	echo 3 >/proc/sys/vm/drop_caches
+	cat "$m.cached"
+	echo
+	for f in w tr otr chown rootw nogx member caproot capuser late new; do
+		echo "$f $(stat -c '%a %u:%g' "$m/sid-$f") caps=$(getfattr -e hex -n security.capability "sid-$f" 2>/dev/null | sed -n "s/^security.capability=//p")"
+	done
+)
+
+@test "differential: writes, truncates and chowns clear set-id bits and capabilities as on the kernel" {
+	local o
+	setid_files "$T/l2"
+	kmount "$T/km" "$T/ku" "$T/kw"
+	setid_script "$T/km" >"$T/k.out" 2>&1 || fail "on the kernel overlay: $(cat "$T/k.out")"
+	umount "$T/km"
+	# what the kernel does, which ctool-overlayfs must do alike
+	grep -qx 'w 777 0:0 caps=' "$T/k.out" && grep -qx 'rootw 6777 0:0 caps=' "$T/k.out" &&
+		grep -qx 'nogx 767 0:0 caps=' "$T/k.out" && grep -qx 'member 2767 0:1000 caps=' "$T/k.out" &&
+		grep -qx 'late 777 0:0 caps=' "$T/k.out" && grep -qx 'new 666 0:0 caps=' "$T/k.out" ||
+		fail "the kernel overlay: $(cat "$T/k.out")"
+	for o in passthrough nopassthrough; do
+		fmount "$T/fm.$o" "$T/fu.$o" "$T/fw.$o" "$o"
+		setid_script "$T/fm.$o" >"$T/f.$o.out" 2>&1 || fail "$o: $(cat "$T/f.$o.out")"
+		fumount "$T/fm.$o" "$T/fw.$o"
+		diff -u "$T/k.out" "$T/f.$o.out" || fail "$o: set-id bits or capabilities differ"
+	done
+}
+
 @test "copy-up copies every xattr while some go away under it" {
 	mkdir "$T/l2/xa"
 	for i in $(seq 300); do

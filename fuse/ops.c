@@ -233,6 +233,9 @@ static bool caller_in_group(fuse_req_t req, gid_t gid)
 			return false;
 		n = fuse_req_getgroups(req, n, more);
 		list = more;
+		/* the caller's groups may have grown since */
+		if (n > (int)ARRAY_SIZE(groups))
+			n = 0;
 	}
 	for (i = 0; i < n; i++)
 		if (list[i] == gid)
@@ -241,14 +244,16 @@ static bool caller_in_group(fuse_req_t req, gid_t gid)
 }
 
 /* Clear the set-id bits of n (in the upper) that a change by req's
- * caller clears, where the kernel said it must (wire_kill_suidgid):
- * setuid always; setgid when the group may execute the file, or when the
- * caller is neither root nor in the file's group, as the kernel's own
- * check for a caller without CAP_FSETID has it. Regular files only (a
- * chown of anything else is done by a real chown, which clears them
- * itself). Tree lock held for writing. 1 when bits were cleared, 0 when
- * there were none, or -errno. */
-static int kill_suidgid(fuse_req_t req, struct ovl_node *n)
+ * caller clears, where the kernel said it must (kind, from
+ * wire_kill_suidgid): setuid always; setgid when the group may execute
+ * the file, or when the caller is not in the file's group (gid, or the
+ * file's own when -1) and lacks CAP_FSETID, as the kernel's own check
+ * has it. Where the kernel did not say whether the caller has CAP_FSETID
+ * (OVL_KILL), root is taken to have it. Regular files only (a chown of
+ * anything else is done by a real chown, which clears them itself).
+ * Tree lock held for writing. 1 when bits were cleared, 0 when there
+ * were none, or -errno. */
+static int kill_suidgid(fuse_req_t req, struct ovl_node *n, int kind, gid_t gid)
 {
 	mode_t kill = 0;
 	struct stat st;
@@ -260,23 +265,50 @@ static int kill_suidgid(fuse_req_t req, struct ovl_node *n)
 		return -ESTALE;
 	if (fstat(n->fd, &st) < 0)
 		return -errno;
+	if (gid == (gid_t)-1)
+		gid = st.st_gid;
 	if (st.st_mode & S_ISUID)
 		kill |= S_ISUID;
 	if ((st.st_mode & S_ISGID) &&
 	    ((st.st_mode & S_IXGRP) ||
-	     (fuse_req_ctx(req)->uid != 0 && !caller_in_group(req, st.st_gid))))
+	     (!(kind == OVL_KILL && fuse_req_ctx(req)->uid == 0) && !caller_in_group(req, gid))))
 		kill |= S_ISGID;
 	if (kill && chmod(proc_fd_path(n->fd, p), st.st_mode & 07777 & ~kill) < 0)
 		return -errno;
 	return kill != 0;
 }
 
-/* kill_suidgid for a request whose reply carries no attributes (OPEN,
- * WRITE): the kernel is told that the mode it holds is stale. */
-static int kill_suidgid_notify(fuse_req_t req, struct ovl_fs *fs, fuse_ino_t ino)
+/* Has n (a regular file) a set-id bit? Tree lock held. */
+static bool has_setid(struct ovl_node *n)
 {
-	int r = kill_suidgid(req, node_of(fs, ino));
+	struct stat st;
 
+	return S_ISREG(n->type) && n->fd >= 0 && fstat(n->fd, &st) == 0 &&
+	       (st.st_mode & (S_ISUID | S_ISGID));
+}
+
+/* kill_suidgid for a request whose reply carries no attributes (OPEN,
+ * WRITE, FALLOCATE), when n has such bits: the kernel is told that the
+ * mode it holds is stale. Takes the tree lock for writing unless held. */
+static int kill_suidgid_notify(fuse_req_t req, struct ovl_fs *fs, fuse_ino_t ino, int kind,
+			       bool locked)
+{
+	struct ovl_node *n = node_of(fs, ino);
+	bool some;
+	int r;
+
+	if (!locked) {
+		/* most files have none: look under the read lock first */
+		tree_rdlock(fs);
+		some = has_setid(n);
+		tree_unlock(fs);
+		if (!some)
+			return 0;
+		tree_wrlock(fs);
+	}
+	r = kill_suidgid(req, n, kind, (gid_t)-1);
+	if (!locked)
+		tree_unlock(fs);
 	if (r > 0)
 		(void)fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	return r < 0 ? r : 0;
@@ -287,7 +319,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 {
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
-	bool kill = wire_kill_suidgid();
+	int kill = wire_kill_suidgid();
+	gid_t gid = (gid_t)-1;
 	struct stat st;
 	int r;
 
@@ -300,10 +333,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	r = to_set & FUSE_SET_ATTR_SIZE ? pt_busy(fs, n, false) : 0;
 	if (r == 0)
 		r = copyup_node_flags(fs, n, COPYUP_MAY_WAIT);
+	/* a chown asks about the group the file had */
+	if (r == 0 && kill && n->fd >= 0 && fstat(n->fd, &st) == 0)
+		gid = st.st_gid;
 	if (r == 0)
 		r = setattr_apply(fs, n, attr, to_set, fi);
 	if (r == 0 && kill)
-		r = kill_suidgid(req, n);
+		r = kill_suidgid(req, n, kill, gid);
 	if (r >= 0)
 		r = node_stat(fs, n, &st);
 	tree_unlock(fs);
@@ -347,7 +383,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct ovl_fs *fs = req_fs(req);
 	struct ovl_node *n = node_of(fs, ino);
 	bool writes = open_writes(fi->flags);
-	bool kill = wire_kill_suidgid(); /* an O_TRUNC open */
+	int kill = wire_kill_suidgid(); /* an O_TRUNC open */
 	int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY);
 	struct stat st;
 	int fd = -1, r;
@@ -367,7 +403,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 					      ((flags & O_TRUNC) && S_ISREG(n->type) ? COPYUP_EMPTY : 0));
 	if (r == 0)
 		r = node_open(fs, n, flags, &fd);
-	if (r == 0 && kill && writes && (r = kill_suidgid_notify(req, fs, ino)) < 0)
+	if (r == 0 && kill && writes && (r = kill_suidgid_notify(req, fs, ino, kill, true)) < 0)
 		(void)close(fd);
 	if (r == 0)
 		fi->fh = pt_open(fs, n, fd, writes);
@@ -407,13 +443,11 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
 	ssize_t n;
 
-	if (wire_kill_suidgid()) {
-		struct ovl_fs *fs = req_fs(req);
-		int r;
+	int kill = wire_kill_suidgid();
 
-		tree_wrlock(fs);
-		r = kill_suidgid_notify(req, fs, ino);
-		tree_unlock(fs);
+	if (kill) {
+		int r = kill_suidgid_notify(req, req_fs(req), ino, kill, false);
+
 		if (r < 0) {
 			(void)fuse_reply_err(req, -r);
 			return;
@@ -457,11 +491,20 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	(void)fuse_reply_err(req, r);
 }
 
+/* fallocate. The kernel asks for the set-id bits to go before (the empty
+ * setattr of kill_suidgid) from what it holds of the inode; another name
+ * of the file may have got them meanwhile, so a caller other than root
+ * clears them here too, as a write by it would. */
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)fuse_reply_err(req, fallocate(fh_fd(fi->fh), mode, off, len) < 0 ? errno : 0);
+	int r = 0;
+
+	if (fuse_req_ctx(req)->uid != 0)
+		r = kill_suidgid_notify(req, req_fs(req), ino, OVL_KILL_NOCAP, false);
+	if (r == 0 && fallocate(fh_fd(fi->fh), mode, off, len) < 0)
+		r = -errno;
+	(void)fuse_reply_err(req, -r);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

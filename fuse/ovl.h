@@ -404,8 +404,14 @@ void pt_release(struct ovl_fs *fs, struct ovl_node *n, uint64_t fh);
 /* ---- wire.c: the protocol words libfuse 3.14 lacks ---- */
 
 int wire_setup(struct ovl_fs *fs);
+/* What the kernel asks of a change to a file's set-id bits. */
+enum ovl_kill {
+	OVL_KILL_NONE,
+	OVL_KILL,        /* clear them (a chown, or before a write) */
+	OVL_KILL_NOCAP,  /* the same, and the caller lacks CAP_FSETID */
+};
 void wire_want_init(bool pt, bool kp);
-bool wire_kill_suidgid(void);
+int wire_kill_suidgid(void);
 void wire_want_open(int32_t id);
 void wire_cancel(void);
 

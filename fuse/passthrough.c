@@ -18,6 +18,11 @@
  *  - the first open decides: passthrough if the backing ioctl takes the
  *    fd, else cached (the page cache, through requests); later opens
  *    follow while any open of the first kind lasts;
+ *  - an upper file with several names is not passed through: the
+ *    kernel clears set-id bits before a write from what it holds of the
+ *    name written to, which misses bits set through another name (see
+ *    kill_suidgid); its writes come to the daemon, which clears them
+ *    from the file's own mode;
  *  - a lower file is passed through only when it is large
  *    (PT_LOWER_MIN): small files live well in the page cache, and a
  *    lower backing stays on the inode until its last reader closes,
@@ -131,8 +136,8 @@ uint64_t pt_open(struct ovl_fs *fs, struct ovl_node *n, int fd, bool writes)
 	 * inode that has one keeps following it (the kernel refuses, with
 	 * EIO, any other open of it meanwhile) */
 	if (S_ISREG(n->type) && n->cached_opens == 0 && n->pt_opens == 0 &&
-	    __atomic_load_n(&fs->pt_on, __ATOMIC_RELAXED) &&
-	    (n->layer == OVL_UPPER || (!writes && fstat(fd, &st) == 0 && st.st_size >= PT_LOWER_MIN))) {
+	    __atomic_load_n(&fs->pt_on, __ATOMIC_RELAXED) && fstat(fd, &st) == 0 &&
+	    (n->layer == OVL_UPPER ? st.st_nlink < 2 : !writes && st.st_size >= PT_LOWER_MIN)) {
 		n->pt_id = backing_open(fs, fd);
 		n->pt_layer = n->layer;
 	}

@@ -65,6 +65,8 @@
  * SETATTR's valid, an OPEN's open_flags (O_TRUNC), a WRITE's write_flags
  * (FATTR_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID, FUSE_WRITE_KILL_SUIDGID). */
 #define WIRE_FATTR_KILL_SUIDGID (1u << 11)
+#define WIRE_FATTR_UID (1u << 1)
+#define WIRE_FATTR_GID (1u << 2)
 #define WIRE_FATTR_FH (1u << 6)
 #define WIRE_FATTR_LOCKOWNER (1u << 9)
 #define WIRE_OPEN_KILL_SUIDGID (1u << 0)
@@ -78,8 +80,9 @@ static __thread struct {
 	bool kp;     /* WIRE_INIT: take up FUSE_HANDLE_KILLPRIV_V2 */
 } wire_next;
 
-/* Whether the request this thread read last must clear set-id bits. */
-static __thread bool wire_kill;
+/* Whether the request this thread read last must clear set-id bits: an
+ * enum ovl_kill. */
+static __thread int wire_kill;
 
 static uint32_t get32(const void *p)
 {
@@ -107,15 +110,17 @@ static void tmpfile_as_create(char *b, ssize_t n)
 
 /* Does this SETATTR valid ask to clear the set-id bits? With
  * FUSE_HANDLE_KILLPRIV_V2 the kernel says so with FATTR_KILL_SUIDGID on
- * a chown, and on a truncate by a caller without CAP_FSETID. Where it
- * must clear them before a write it sends nothing to set at all (the
- * kernel's setattr strips the bits it asked for and leaves the daemon to
- * do it; a passed-through write never comes here): such a request is
- * taken as that word, and so is a chown(-1, -1), which clears them too. */
-static bool setattr_kills(uint32_t valid)
+ * a chown (whoever the caller), and on a truncate by a caller without
+ * CAP_FSETID. Where it must clear them before a write it sends nothing
+ * to set at all (the kernel's setattr strips the bits it asked for and
+ * leaves the daemon to do it; a passed-through write never comes here):
+ * such a request is taken as that word, and so is a chown(-1, -1), which
+ * clears them too. */
+static int setattr_kills(uint32_t valid)
 {
-	return (valid & WIRE_FATTR_KILL_SUIDGID) ||
-	       !(valid & ~(WIRE_FATTR_FH | WIRE_FATTR_LOCKOWNER));
+	if (valid & WIRE_FATTR_KILL_SUIDGID)
+		return valid & (WIRE_FATTR_UID | WIRE_FATTR_GID) ? OVL_KILL : OVL_KILL_NOCAP;
+	return valid & ~(WIRE_FATTR_FH | WIRE_FATTR_LOCKOWNER) ? OVL_KILL_NONE : OVL_KILL;
 }
 
 static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
@@ -124,7 +129,7 @@ static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
 	ssize_t n = read(fd, buf, len);
 	char *b = buf;
 
-	wire_kill = false;
+	wire_kill = OVL_KILL_NONE;
 	if (n < WIRE_IN_HEADER)
 		return n;
 	switch (get32(b + WIRE_IN_OPCODE)) {
@@ -138,16 +143,18 @@ static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
 		}
 		break;
 	case WIRE_OP_SETATTR:
-		wire_kill = fs->kp_on && n >= WIRE_SETATTR_IN_VALID + 4 &&
-			    setattr_kills(get32(b + WIRE_SETATTR_IN_VALID));
+		if (fs->kp_on && n >= WIRE_SETATTR_IN_VALID + 4)
+			wire_kill = setattr_kills(get32(b + WIRE_SETATTR_IN_VALID));
 		break;
 	case WIRE_OP_OPEN:
-		wire_kill = fs->kp_on && n >= WIRE_OPEN_IN_OPEN_FLAGS + 4 &&
-			    (get32(b + WIRE_OPEN_IN_OPEN_FLAGS) & WIRE_OPEN_KILL_SUIDGID);
+		if (fs->kp_on && n >= WIRE_OPEN_IN_OPEN_FLAGS + 4 &&
+		    (get32(b + WIRE_OPEN_IN_OPEN_FLAGS) & WIRE_OPEN_KILL_SUIDGID))
+			wire_kill = OVL_KILL_NOCAP;
 		break;
 	case WIRE_OP_WRITE:
-		wire_kill = fs->kp_on && n >= WIRE_WRITE_IN_WRITE_FLAGS + 4 &&
-			    (get32(b + WIRE_WRITE_IN_WRITE_FLAGS) & WIRE_WRITE_KILL_SUIDGID);
+		if (fs->kp_on && n >= WIRE_WRITE_IN_WRITE_FLAGS + 4 &&
+		    (get32(b + WIRE_WRITE_IN_WRITE_FLAGS) & WIRE_WRITE_KILL_SUIDGID))
+			wire_kill = OVL_KILL_NOCAP;
 		break;
 	case WIRE_OP_TMPFILE:
 		tmpfile_as_create(b, n);
@@ -222,13 +229,12 @@ void wire_want_init(bool pt, bool kp)
 }
 
 /* Whether the request this thread is handling must clear the set-id
- * bits of the file it changes (its caller lacks CAP_FSETID, or it is a
- * chown): said once. */
-bool wire_kill_suidgid(void)
+ * bits of the file it changes (an enum ovl_kill): said once. */
+int wire_kill_suidgid(void)
 {
-	bool k = wire_kill;
+	int k = wire_kill;
 
-	wire_kill = false;
+	wire_kill = OVL_KILL_NONE;
 	return k;
 }
 

@@ -1413,6 +1413,16 @@ setid_script() (
 	chmod 4777 "$m/sid-late"
 	as_user "echo b >>'sid-late'"
 	exec 7>&-
+	# two names: the user's write through one latches "no set-id bits" on
+	# the kernel's inode of that name; the bit then comes through the other
+	echo data >sid-alias
+	ln sid-alias sid-alias2
+	chmod 0666 sid-alias
+	as_user "exec 8>>sid-alias; echo a >&8; while [ ! -e sid-go ]; do sleep 0.01; done; echo b >&8" &
+	sleep 0.3
+	chmod 4777 sid-alias2
+	touch sid-go
+	wait $!
 	# a new file: a write latches "no set-id bits" on the kernel's inode
 	echo data >"$m/sid-new"
 	chmod 0666 "$m/sid-new"
@@ -1421,13 +1431,13 @@ setid_script() (
 	setcap cap_net_raw+ep "$m/sid-new"
 	echo b >&7
 	exec 7>&-
-	for f in w tr otr chown rootw nogx member caproot capuser late new; do
+	for f in w tr otr chown rootw nogx member caproot capuser late alias new; do
 		printf '%s %s ' "$f" "$(stat -c %a "$m/sid-$f")"
 	done >"$m.cached"
 	echo 3 >/proc/sys/vm/drop_caches
 	cat "$m.cached"
 	echo
-	for f in w tr otr chown rootw nogx member caproot capuser late new; do
+	for f in w tr otr chown rootw nogx member caproot capuser late alias new; do
 		echo "$f $(stat -c '%a %u:%g' "$m/sid-$f") caps=$(getfattr -e hex -n security.capability "sid-$f" 2>/dev/null | sed -n "s/^security.capability=//p")"
 	done
 )
@@ -1441,7 +1451,8 @@ setid_script() (
 	# what the kernel does, which ctool-overlayfs must do alike
 	grep -qx 'w 777 0:0 caps=' "$T/k.out" && grep -qx 'rootw 6777 0:0 caps=' "$T/k.out" &&
 		grep -qx 'nogx 767 0:0 caps=' "$T/k.out" && grep -qx 'member 2767 0:1000 caps=' "$T/k.out" &&
-		grep -qx 'late 777 0:0 caps=' "$T/k.out" && grep -qx 'new 666 0:0 caps=' "$T/k.out" ||
+		grep -qx 'late 777 0:0 caps=' "$T/k.out" && grep -qx 'alias 777 0:0 caps=' "$T/k.out" &&
+		grep -qx 'new 666 0:0 caps=' "$T/k.out" ||
 		fail "the kernel overlay: $(cat "$T/k.out")"
 	for o in passthrough nopassthrough; do
 		fmount "$T/fm.$o" "$T/fu.$o" "$T/fw.$o" "$o"

@@ -89,8 +89,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	pt_init(fs);
 	/* the daemon clears set-id bits where the kernel says (see
 	 * kill_suidgid): the kernel then no longer asks for the attributes
-	 * before each chown, nor for security.capability before each write
-	 * of a file that has none */
+	 * before each chown, nor for security.capability before every write
+	 * but a file's first */
 	fs->kp_on = fs->kp_offered;
 	wire_want_init(fs->pt_on, fs->kp_on);
 	/* the data of reads is spliced to the kernel; requests are taken
@@ -441,9 +441,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 			 struct fuse_file_info *fi)
 {
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
-	ssize_t n;
-
 	int kill = wire_kill_suidgid();
+	ssize_t n;
 
 	if (kill) {
 		int r = kill_suidgid_notify(req, req_fs(req), ino, kill, false);

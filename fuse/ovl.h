@@ -57,7 +57,6 @@
  * hard link index (named so it never meets the kernel's own "index"). */
 #define OVL_WORK_NAME "work"
 #define OVL_INDEX_NAME "ctool-index"
-#define OVL_PEND_LOG "ctool-pending"    /* copies waiting to be shown (publish.c) */
 /* The file form of whiteouts, and the workdir file saying that the upper
  * holds some (so lookups look for them even where 0/0 devices work). */
 #define OVL_WH_PREFIX ".wh."

@@ -75,7 +75,7 @@ void pend_init(struct ovl_fs *fs, int wfd, unsigned int ms)
 	fs->syncfd = open(proc_fd_path(wfd, p), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fs->syncfd < 0)
 		return;
-	fs->logfd = openat(wfd, OVL_PEND_LOG, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+	fs->logfd = openat(wfd, PEND_LOG_NAME, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
 			   0600);
 	if (fs->logfd < 0) {
 		(void)close(fs->syncfd);
@@ -98,10 +98,10 @@ bool pend_wanted(struct ovl_fs *fs, const struct ovl_node *n)
  * waits any more. */
 static void pend_log_reset(struct ovl_fs *fs)
 {
-	char h[37];
+	char h[PEND_LOG_HEADER];
 
-	memcpy(h, fs->boot_id, 36);
-	h[36] = '\n';
+	memcpy(h, fs->boot_id, PEND_LOG_HEADER - 1);
+	h[PEND_LOG_HEADER - 1] = '\n';
 	if (ftruncate(fs->logfd, 0) < 0 || write(fs->logfd, h, sizeof(h)) != (ssize_t)sizeof(h))
 		__atomic_store_n(&fs->pend_on, false, __ATOMIC_RELAXED);
 }
@@ -365,31 +365,6 @@ static int pend_recover_one(struct ovl_fs *fs, int wkfd, const char *tmp, char *
 	return renameat2(wkfd, tmp, dfd, name, RENAME_NOREPLACE) < 0 ? -errno : 0;
 }
 
-/* The log, read whole into a new buffer (*len bytes, NUL-terminated
- * after them), or NULL. */
-static char *log_read(int fd, size_t *len)
-{
-	struct stat st;
-	size_t got = 0;
-	char *buf;
-
-	if (fstat(fd, &st) < 0 || st.st_size < 37 || st.st_size > (1 << 30))
-		return NULL;
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return NULL;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
-
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*len = got;
-	return buf;
-}
-
 /* Before workdir/work is emptied at mount: show the copies that a daemon
  * that died in this boot left waiting (see above), then start the log
  * again. wkfd is workdir/work (O_PATH), or -1 when there is none. Said
@@ -402,9 +377,12 @@ void pend_recover(struct ovl_fs *fs, int wkfd)
 
 	if (fs->logfd < 0)
 		return;
-	log = wkfd >= 0 ? log_read(fs->logfd, &len) : NULL;
-	if (log && !memcmp(log, fs->boot_id, 36) && log[36] == '\n') {
-		for (off = 37; off < len;) {
+	/* the log was just opened: it is read from its start */
+	if (wkfd >= 0 && read_fd(fs->logfd, &log, &len) < 0)
+		log = NULL;
+	if (log && len >= PEND_LOG_HEADER && !memcmp(log, fs->boot_id, PEND_LOG_HEADER - 1) &&
+	    log[PEND_LOG_HEADER - 1] == '\n') {
+		for (off = PEND_LOG_HEADER; off < len;) {
 			char *tmp = log + off, *path;
 			size_t lt = strnlen(tmp, len - off), lp;
 			int r;

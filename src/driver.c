@@ -278,16 +278,10 @@ bool driver_fuse_dead(const char *path)
 	       errno == ENOTCONN;
 }
 
-/* The daemon logs each copy it lets wait in workdir/ctool-pending after a
- * header of 37 bytes (the boot id and a newline), and empties the log
- * but for the header once none waits (fuse/publish.c). */
-#define FUSE_PEND_LOG "ctool-pending"
-#define FUSE_PEND_HEADER 37
-
 bool driver_fuse_copies_wait(const struct overlay_spec *ov)
 {
-	_cleanup_free_ char *log = xasprintf("%s/" FUSE_PEND_LOG, ov->work);
+	_cleanup_free_ char *log = xasprintf("%s/" PEND_LOG_NAME, ov->work);
 	struct stat st;
 
-	return log && lstat(log, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > FUSE_PEND_HEADER;
+	return log && lstat(log, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > PEND_LOG_HEADER;
 }

@@ -59,13 +59,19 @@ int mkdir_p(const char *path, mode_t mode);
 /* Read a whole small file into a NUL-terminated buffer the caller frees.
  * Returns 0 or -errno. */
 int read_file(const char *path, char **ret, size_t *ret_len);
+/* The same, from an open fd (left open). */
+int read_fd(int fd, char **ret, size_t *ret_len);
 
 /* This boot's id ("" when unknown). CTOOL_TEST_BOOT_ID stands for it in
  * the tests, which cannot reboot the machine to show what a volatile env,
  * or a copy ctool-overlayfs left waiting, becomes after one. */
 void boot_id(char ret[40]);
-/* The same, from an open fd (left open). */
-int read_fd(int fd, char **ret, size_t *ret_len);
+/* ctool-overlayfs logs each copy it lets wait in WORKDIR/PEND_LOG_NAME,
+ * after a header of this boot's id and a newline (PEND_LOG_HEADER bytes),
+ * and empties the log but for the header once none waits
+ * (fuse/publish.c); ctool reads it (src/driver.c). */
+#define PEND_LOG_NAME "ctool-pending"
+#define PEND_LOG_HEADER 37
 
 /* Write data to path atomically (temp file + rename). 0 or -errno. */
 int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode);

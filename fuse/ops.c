@@ -91,7 +91,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * kill_suidgid): the kernel then no longer asks for the attributes
 	 * before each chown, nor for security.capability before every write
 	 * but a file's first */
-	fs->kp_on = fs->kp_offered;
 	wire_want_init(fs->pt_on, fs->kp_on);
 	/* the data of reads is spliced to the kernel; requests are taken
 	 * with read(): splicing each one through a pipe costs more than it

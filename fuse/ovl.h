@@ -172,9 +172,8 @@ struct ovl_fs {
 	bool pt_want;
 	bool pt_offered;
 	bool pt_on;
-	/* The daemon clears set-id bits itself (FUSE_HANDLE_KILLPRIV_V2):
-	 * offered by the kernel's INIT (wire.c), in use from INIT on. */
-	bool kp_offered;
+	/* The daemon clears set-id bits itself (FUSE_HANDLE_KILLPRIV_V2),
+	 * taken up whenever the kernel's INIT offers it (wire.c). */
 	bool kp_on;
 	pthread_mutex_t pt_lock;    /* the nodes' open counts; never held
 				     * with table_lock */

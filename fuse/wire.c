@@ -139,7 +139,7 @@ static ssize_t wire_read(int fd, void *buf, size_t len, void *userdata)
 
 			fs->pt_offered = (flags & WIRE_INIT_EXT) &&
 					 (get32(b + WIRE_INIT_IN_FLAGS2) & WIRE_PASSTHROUGH_HI);
-			fs->kp_offered = flags & WIRE_INIT_KILLPRIV_V2;
+			fs->kp_on = flags & WIRE_INIT_KILLPRIV_V2;
 		}
 		break;
 	case WIRE_OP_SETATTR:

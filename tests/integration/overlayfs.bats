@@ -1418,8 +1418,16 @@ setid_script() (
 	echo data >sid-alias
 	ln sid-alias sid-alias2
 	chmod 0666 sid-alias
-	as_user "exec 8>>sid-alias; echo a >&8; while [ ! -e sid-go ]; do sleep 0.01; done; echo b >&8" &
-	sleep 0.3
+	: >sid-ready
+	chmod 0666 sid-ready
+	as_user "exec 8>>sid-alias; echo a >&8; echo >sid-ready; while [ ! -e sid-go ]; do sleep 0.01; done; echo b >&8" &
+	for f in $(seq 500); do [ -s sid-ready ] && break; sleep 0.01; done
+	if [ ! -s sid-ready ]; then
+		touch sid-go
+		wait
+		echo "the user's first write did not come"
+		exit 1
+	fi
 	chmod 4777 sid-alias2
 	touch sid-go
 	wait $!

@@ -72,6 +72,23 @@ static const char *const migrations[] = {
 	");\n",
 	/* 2: why an env uses the driver it uses ("" when it was asked for) */
 	"ALTER TABLE envs ADD COLUMN driver_note TEXT NOT NULL DEFAULT '';\n",
+	/* 3: built layers (their build-cache key, the packages a PKG step
+	 * installed, their size), an image's config (RUN, ENV, VOLUME), and
+	 * the layers each env is mounted on, kept when its image is rebuilt */
+	"ALTER TABLE layers ADD COLUMN cache_key TEXT;\n"
+	"ALTER TABLE layers ADD COLUMN packages TEXT NOT NULL DEFAULT '';\n"
+	"ALTER TABLE layers ADD COLUMN size INTEGER NOT NULL DEFAULT -1;\n"
+	"CREATE UNIQUE INDEX layers_cache_key ON layers (cache_key);\n"
+	"ALTER TABLE images ADD COLUMN config TEXT NOT NULL DEFAULT '';\n"
+	"CREATE TABLE env_layers (\n"
+	"	env TEXT NOT NULL REFERENCES envs (id) ON DELETE CASCADE,\n"
+	"	pos INTEGER NOT NULL,\n"
+	"	layer TEXT NOT NULL REFERENCES layers (id) ON DELETE RESTRICT,\n"
+	"	PRIMARY KEY (env, pos)\n"
+	");\n"
+	"CREATE INDEX env_layers_layer ON env_layers (layer);\n"
+	"INSERT INTO env_layers (env, pos, layer)"
+	" SELECT e.id, l.pos, l.layer FROM envs AS e JOIN image_layers AS l ON l.image = e.image;\n",
 };
 
 _Static_assert(ARRAY_SIZE(migrations) == CATALOG_VERSION, "one migration per catalog version");
@@ -584,34 +601,112 @@ int catalog_open(const char *path, struct catalog **ret, struct ct_err *e)
 
 #define LAYER_ID_SIZE sizeof(((struct catalog_image *)NULL)->layers[0])
 
-static int layer_add_locked(struct catalog *c, const char *id, const char *origin,
-			    struct ct_err *e)
+static int layer_add_locked(struct catalog *c, const struct catalog_layer *l, struct ct_err *e)
 {
 	int64_t n;
 	int r;
 
-	r = sql_int(c, &n, e, "SELECT count(*) FROM layers WHERE id = ?1", "t", id);
+	r = sql_int(c, &n, e, "SELECT count(*) FROM layers WHERE id = ?1", "t", l->id);
 	if (r < 0)
 		return r;
 	if (n > 0)
-		return ct_fail(e, EEXIST, "a layer '%s' already exists", id);
-	r = sql_run(c, SQL_WRITE, e, "INSERT INTO layers (id, origin, created) VALUES (?1, ?2, ?3)",
-		    "tti", id, origin, clock_ms(CLOCK_REALTIME));
+		return ct_fail(e, EEXIST, "a layer '%s' already exists", l->id);
+	r = sql_run(c, SQL_WRITE, e,
+		    "INSERT INTO layers (id, origin, created, cache_key, packages, size)"
+		    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+		    "ttinti", l->id, l->origin,
+		    l->created ? l->created : clock_ms(CLOCK_REALTIME), l->cache_key,
+		    l->packages ? l->packages : "", l->size);
 	return r < 0 ? r : 0;
 }
 
-int catalog_layer_add(struct catalog *c, const char *id, const char *origin, struct ct_err *e)
+int catalog_layer_put(struct catalog *c, const struct catalog_layer *l, struct ct_err *e)
 {
 	int r;
 
-	r = str_fits("layer id", id, LAYER_ID_SIZE, e);
+	r = str_fits("layer id", l->id, sizeof(l->id), e);
+	if (r == 0)
+		r = str_fits("layer origin", l->origin, sizeof(l->origin), e);
+	if (r == 0)
+		r = str_fits("cache key", l->cache_key, sizeof(l->cache_key), e);
 	if (r < 0)
 		return r;
 	r = tx_begin(c, e);
 	if (r < 0)
 		return r;
-	r = layer_add_locked(c, id, origin, e);
+	r = layer_add_locked(c, l, e);
 	return tx_end(c, r, e);
+}
+
+int catalog_layer_add(struct catalog *c, const char *id, const char *origin, struct ct_err *e)
+{
+	struct catalog_layer l = { .size = -1 };
+	int r;
+
+	r = str_fits("layer id", id, sizeof(l.id), e);
+	if (r == 0)
+		r = str_fits("layer origin", origin, sizeof(l.origin), e);
+	if (r < 0)
+		return r;
+	strcpy(l.id, id);
+	strcpy(l.origin, origin);
+	return catalog_layer_put(c, &l, e);
+}
+
+void catalog_layer_clear(struct catalog_layer *l)
+{
+	free(l->packages);
+	l->packages = NULL;
+}
+
+int catalog_layer_get(struct catalog *c, const char *id, bool by_key, struct catalog_layer *ret,
+		      struct ct_err *e)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = NULL;
+	struct catalog_layer l = { 0 };
+	const char *pk;
+	int r;
+
+	r = sql_prepare(c, &s, e,
+			by_key ? "SELECT id, origin, cache_key, size, created, packages FROM layers"
+				 " WHERE cache_key = ?1"
+			       : "SELECT id, origin, cache_key, size, created, packages FROM layers"
+				 " WHERE id = ?1",
+			"t", id);
+	if (r < 0)
+		return r;
+	r = sql_step(c, s, SQL_READ, e);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return ct_fail(e, ENOENT, by_key ? "no layer with key '%s'" : "no layer '%s'", id);
+	r = col_text(c, s, 0, l.id, sizeof(l.id), e);
+	if (r == 0)
+		r = col_text(c, s, 1, l.origin, sizeof(l.origin), e);
+	if (r == 0)
+		r = col_text(c, s, 2, l.cache_key, sizeof(l.cache_key), e);
+	if (r < 0)
+		return r;
+	l.size = sqlite3_column_int64(s, 3);
+	l.created = sqlite3_column_int64(s, 4);
+	pk = (const char *)sqlite3_column_text(s, 5);
+	if (pk && *pk) {
+		l.packages = strdup(pk);
+		if (!l.packages)
+			return ct_fail(e, ENOMEM, "out of memory");
+	}
+	*ret = l;
+	return 0;
+}
+
+int catalog_layer_set_size(struct catalog *c, const char *id, int64_t size, struct ct_err *e)
+{
+	int r = sql_write(c, SQL_WRITE, e, "UPDATE layers SET size = ?1 WHERE id = ?2", "it", size,
+			  id);
+
+	if (r == 0)
+		return ct_fail(e, ENOENT, "no layer '%s'", id);
+	return r < 0 ? r : 0;
 }
 
 int catalog_layer_used(struct catalog *c, const char *id, bool *ret_used, struct ct_err *e)
@@ -619,8 +714,10 @@ int catalog_layer_used(struct catalog *c, const char *id, bool *ret_used, struct
 	int64_t n;
 	int r;
 
-	r = sql_int(c, &n, e, "SELECT EXISTS (SELECT 1 FROM image_layers WHERE layer = ?1)", "t",
-		    id);
+	r = sql_int(c, &n, e,
+		    "SELECT EXISTS (SELECT 1 FROM image_layers WHERE layer = ?1)"
+		    " OR EXISTS (SELECT 1 FROM env_layers WHERE layer = ?1)",
+		    "t", id);
 	if (r < 0)
 		return r;
 	*ret_used = n != 0;
@@ -638,6 +735,12 @@ static int layer_remove_locked(struct catalog *c, const char *id, struct ct_err 
 		return r;
 	if (n > 0)
 		return ct_fail(e, EBUSY, "layer '%s' is used by %" PRId64 " image(s)", id, n);
+	r = sql_int(c, &n, e, "SELECT count(DISTINCT env) FROM env_layers WHERE layer = ?1", "t",
+		    id);
+	if (r < 0)
+		return r;
+	if (n > 0)
+		return ct_fail(e, EBUSY, "layer '%s' is used by %" PRId64 " env(s)", id, n);
 	r = sql_run(c, SQL_DELETE, e, "DELETE FROM layers WHERE id = ?1", "t", id);
 	if (r == 0)
 		return ct_fail(e, ENOENT, "no layer '%s'", id);
@@ -662,6 +765,8 @@ void catalog_image_clear(struct catalog_image *img)
 	free(img->layers);
 	img->layers = NULL;
 	img->n_layers = 0;
+	free(img->config);
+	img->config = NULL;
 }
 
 static void images_free(struct catalog_image *v, size_t n)
@@ -700,7 +805,10 @@ static int images_load(struct catalog *c, const char *name, struct catalog_image
 	int r;
 
 	r = sql_prepare(c, &s, e,
-			"SELECT i.name, i.created, i.origin, l.layer FROM images AS i"
+			"SELECT i.name, i.created, i.origin, l.layer, i.config,"
+			" (SELECT CASE WHEN min(y.size) < 0 THEN -1 ELSE coalesce(sum(y.size), 0) END"
+			"  FROM image_layers AS x JOIN layers AS y ON y.id = x.layer"
+			"  WHERE x.image = i.name) FROM images AS i"
 			" LEFT JOIN image_layers AS l ON l.image = i.name"
 			" WHERE ?1 IS NULL OR i.name = ?1 ORDER BY i.name, l.pos",
 			"t", name);
@@ -721,9 +829,17 @@ static int images_load(struct catalog *c, const char *name, struct catalog_image
 			memset(img, 0, sizeof(*img));
 			memcpy(img->name, row_name, sizeof(img->name));
 			img->created = sqlite3_column_int64(s, 1);
+			img->size = sqlite3_column_int64(s, 5);
 			r = col_text(c, s, 2, img->origin, sizeof(img->origin), e);
 			if (r < 0)
 				break;
+			if (sqlite3_column_bytes(s, 4) > 0) {
+				img->config = strdup((const char *)sqlite3_column_text(s, 4));
+				if (!img->config) {
+					r = ct_fail(e, ENOMEM, "out of memory");
+					break;
+				}
+			}
 		}
 		if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
 			r = image_push_layer(c, s, 3, img, e);
@@ -740,20 +856,32 @@ static int images_load(struct catalog *c, const char *name, struct catalog_image
 	return 0;
 }
 
-static int image_add_locked(struct catalog *c, const struct catalog_image *img, struct ct_err *e)
+static int image_add_locked(struct catalog *c, const struct catalog_image *img, bool replace,
+			    struct ct_err *e)
 {
 	int64_t n, created = img->created ? img->created : clock_ms(CLOCK_REALTIME);
+	const char *config = img->config ? img->config : "";
 	size_t i;
 	int r;
 
 	r = sql_int(c, &n, e, "SELECT count(*) FROM images WHERE name = ?1", "t", img->name);
 	if (r < 0)
 		return r;
-	if (n > 0)
+	if (n > 0 && !replace)
 		return ct_fail(e, EEXIST, "an image named '%s' already exists", img->name);
-	r = sql_run(c, SQL_WRITE, e,
-		    "INSERT INTO images (name, created, origin) VALUES (?1, ?2, ?3)", "tit",
-		    img->name, created, img->origin);
+	if (n > 0) {
+		r = sql_run(c, SQL_DELETE, e, "DELETE FROM image_layers WHERE image = ?1", "t",
+			    img->name);
+		if (r >= 0)
+			r = sql_run(c, SQL_WRITE, e,
+				    "UPDATE images SET created = ?2, origin = ?3, config = ?4"
+				    " WHERE name = ?1",
+				    "titt", img->name, created, img->origin, config);
+	} else {
+		r = sql_run(c, SQL_WRITE, e,
+			    "INSERT INTO images (name, created, origin, config) VALUES (?1, ?2, ?3, ?4)",
+			    "titt", img->name, created, img->origin, config);
+	}
 	for (i = 0; r >= 0 && i < img->n_layers; i++) {
 		r = sql_int(c, &n, e, "SELECT count(*) FROM layers WHERE id = ?1", "t",
 			    img->layers[i]);
@@ -768,7 +896,8 @@ static int image_add_locked(struct catalog *c, const struct catalog_image *img, 
 	return r < 0 ? r : 0;
 }
 
-int catalog_image_add(struct catalog *c, const struct catalog_image *img, struct ct_err *e)
+static int image_put(struct catalog *c, const struct catalog_image *img, bool replace,
+		     struct ct_err *e)
 {
 	size_t i;
 	int r;
@@ -783,8 +912,18 @@ int catalog_image_add(struct catalog *c, const struct catalog_image *img, struct
 	r = tx_begin(c, e);
 	if (r < 0)
 		return r;
-	r = image_add_locked(c, img, e);
+	r = image_add_locked(c, img, replace, e);
 	return tx_end(c, r, e);
+}
+
+int catalog_image_add(struct catalog *c, const struct catalog_image *img, struct ct_err *e)
+{
+	return image_put(c, img, false, e);
+}
+
+int catalog_image_put(struct catalog *c, const struct catalog_image *img, struct ct_err *e)
+{
+	return image_put(c, img, true, e);
 }
 
 /* *ret is only written on success; the caller clears it. */
@@ -974,6 +1113,16 @@ static int env_add_locked(struct catalog *c, const struct catalog_env *env, stru
 		    "tttntbbtit", env->id, env->name, env->image, env->root, env->driver,
 		    (int)env->volatile_, (int)env->want_on, env->boot_id, created,
 		    env->driver_note);
+	if (r >= 0 && env->layers_of[0])
+		r = sql_run(c, SQL_WRITE, e,
+			    "INSERT INTO env_layers (env, pos, layer)"
+			    " SELECT ?1, pos, layer FROM env_layers WHERE env = ?2",
+			    "tt", env->id, env->layers_of);
+	else if (r >= 0)
+		r = sql_run(c, SQL_WRITE, e,
+			    "INSERT INTO env_layers (env, pos, layer)"
+			    " SELECT ?1, pos, layer FROM image_layers WHERE image = ?2",
+			    "tt", env->id, env->image);
 	return r < 0 ? r : 0;
 }
 
@@ -1074,6 +1223,67 @@ int catalog_env_remove(struct catalog *c, const char *name, struct ct_err *e)
 	if (r == 0)
 		return ct_fail(e, ENOENT, "no env named '%s'", name);
 	return r < 0 ? r : 0;
+}
+
+int catalog_env_layers(struct catalog *c, const char *id, char (**ret)[37], size_t *ret_n,
+		       struct ct_err *e)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = NULL;
+	struct catalog_image img = { 0 };
+	int r;
+
+	r = sql_prepare(c, &s, e, "SELECT layer FROM env_layers WHERE env = ?1 ORDER BY pos", "t",
+			id);
+	if (r < 0)
+		return r;
+	while ((r = sql_step(c, s, SQL_READ, e)) > 0) {
+		r = image_push_layer(c, s, 0, &img, e);
+		if (r < 0)
+			break;
+	}
+	if (r < 0) {
+		catalog_image_clear(&img);
+		return r;
+	}
+	*ret = img.layers;
+	*ret_n = img.n_layers;
+	return 0;
+}
+
+static int env_rebase_locked(struct catalog *c, const char *name, const char *image,
+			     struct ct_err *e)
+{
+	int r;
+
+	if (image) {
+		r = sql_run(c, SQL_WRITE, e, "UPDATE envs SET image = ?1 WHERE name = ?2", "tt",
+			    image, name);
+		if (r == 0)
+			return ct_fail(e, ENOENT, "no env named '%s'", name);
+		if (r < 0)
+			return r;
+	}
+	r = sql_run(c, SQL_DELETE, e,
+		    "DELETE FROM env_layers WHERE env = (SELECT id FROM envs WHERE name = ?1)", "t",
+		    name);
+	if (r >= 0)
+		r = sql_run(c, SQL_WRITE, e,
+			    "INSERT INTO env_layers (env, pos, layer)"
+			    " SELECT e.id, l.pos, l.layer FROM envs AS e"
+			    " JOIN image_layers AS l ON l.image = e.image WHERE e.name = ?1",
+			    "t", name);
+	return r < 0 ? r : 0;
+}
+
+int catalog_env_rebase(struct catalog *c, const char *name, const char *image, struct ct_err *e)
+{
+	int r;
+
+	r = tx_begin(c, e);
+	if (r < 0)
+		return r;
+	r = env_rebase_locked(c, name, image, e);
+	return tx_end(c, r, e);
 }
 
 /* Binds */

@@ -17,7 +17,7 @@
 
 #include "err.h"
 
-#define CATALOG_VERSION 2
+#define CATALOG_VERSION 3
 
 struct catalog;
 
@@ -27,6 +27,17 @@ struct catalog_image {
 	char origin[512];     /* "debootstrap bookworm <mirror> minbase", "from DIR" */
 	size_t n_layers;
 	char (*layers)[37];   /* bottom first; owned, freed by catalog_image_clear */
+	char *config;         /* "RUN cmd", "ENV K=V", "VOLUME /t" lines; owned, NULL = "" */
+	int64_t size;         /* bytes of its layers (read only; -1 when one is unknown) */
+};
+
+struct catalog_layer {
+	char id[37];
+	char origin[512];     /* how it was made: "PKG nginx", "commit of app1", ... */
+	char cache_key[65];   /* sha256 of a build step ("" when not built) */
+	int64_t size;         /* bytes (-1 unknown) */
+	int64_t created;      /* ms since the epoch */
+	char *packages;       /* "name=version" lines a PKG step installed; owned */
 };
 
 struct catalog_env {
@@ -40,6 +51,7 @@ struct catalog_env {
 	char boot_id[40];     /* boot of the last 'on' ("" when none) */
 	int64_t created;      /* ms since the epoch */
 	char driver_note[512]; /* why driver is not the one asked for ("" when it is) */
+	char layers_of[37];   /* env_add only: copy this env's layers, not the image's */
 };
 
 struct catalog_bind {
@@ -56,7 +68,16 @@ void catalog_close(struct catalog *c);  /* accepts NULL */
 
 /* Layers: read-only trees named by uuid. */
 int catalog_layer_add(struct catalog *c, const char *id, const char *origin, struct ct_err *e);
-/* Is the layer used by any image? (*ret_used) */
+/* Add a layer with all its fields (cache_key "" for none); -EEXIST when
+ * the id or the cache key is taken. */
+int catalog_layer_put(struct catalog *c, const struct catalog_layer *l, struct ct_err *e);
+/* The layer with id (or, by_key, with that cache key); -ENOENT if none.
+ * *ret is written only on success; catalog_layer_clear frees it. */
+int catalog_layer_get(struct catalog *c, const char *id, bool by_key, struct catalog_layer *ret,
+		      struct ct_err *e);
+void catalog_layer_clear(struct catalog_layer *l);
+int catalog_layer_set_size(struct catalog *c, const char *id, int64_t size, struct ct_err *e);
+/* Is the layer used by any image or env? (*ret_used) */
 int catalog_layer_used(struct catalog *c, const char *id, bool *ret_used, struct ct_err *e);
 int catalog_layer_remove(struct catalog *c, const char *id, struct ct_err *e);
 
@@ -65,6 +86,9 @@ int catalog_layer_remove(struct catalog *c, const char *id, struct ct_err *e);
 int catalog_image_add(struct catalog *c, const struct catalog_image *img, struct ct_err *e);
 int catalog_image_get(struct catalog *c, const char *name, struct catalog_image *ret, struct ct_err *e);
 void catalog_image_clear(struct catalog_image *img); /* frees layers */
+/* Add img, or replace the layers, origin and config of the image of that
+ * name: envs cloned from it keep the layers they were cloned with. */
+int catalog_image_put(struct catalog *c, const struct catalog_image *img, struct ct_err *e);
 /* Calls cb for each image by name; cb's non-zero return stops and is returned. */
 int catalog_image_foreach(struct catalog *c, int (*cb)(const struct catalog_image *img, void *data),
 			  void *data, struct ct_err *e);
@@ -83,12 +107,19 @@ int catalog_env_foreach(struct catalog *c, int (*cb)(const struct catalog_env *e
 			void *data, struct ct_err *e);
 int catalog_env_set_on(struct catalog *c, const char *name, bool want_on, const char *boot_id,
 		       struct ct_err *e);
-/* Removes the env row and its binds. */
 /* Record the driver env 'name' is mounted with, and why when it is not
  * the one asked for (note; NULL or "" when it is). */
 int catalog_env_set_driver(struct catalog *c, const char *name, const char *driver,
 			   const char *note, struct ct_err *e);
+/* Removes the env row, its binds and its layer list. */
 int catalog_env_remove(struct catalog *c, const char *name, struct ct_err *e);
+/* The layers env 'id' is mounted on, bottom first (a malloc'd array):
+ * its image's when it was cloned (or reset, or rebased). */
+int catalog_env_layers(struct catalog *c, const char *id, char (**ret)[37], size_t *ret_n,
+		       struct ct_err *e);
+/* Put env 'name' on image's layers as they are now (and image, when not
+ * NULL, becomes its image). */
+int catalog_env_rebase(struct catalog *c, const char *name, const char *image, struct ct_err *e);
 
 /* Binds recorded with an env (-v HOST:TARGET[:ro]); a bind to a target
  * already recorded replaces it. */

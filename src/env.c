@@ -415,6 +415,8 @@ int env_clone(struct store *s, const char *image, const struct env *src_env, con
 	snprintf(row.driver, sizeof(row.driver), "%s", driver ? driver : DRIVER_KERNEL);
 	row.volatile_ = volatile_;
 	row.created = now_ms();
+	if (src_env)
+		memcpy(row.layers_of, src_env->row.id, sizeof(row.layers_of));
 	if (src_env) {
 		/* stage the copy in tmp/<id>, so an interruption leaves nothing */
 		const char *base;
@@ -589,10 +591,12 @@ static int mount_overlay(struct store *s, struct env *env, const char *asked, in
 	const char **lower = NULL;
 	char **paths = NULL;
 	size_t i;
-	int r = catalog_image_get(s->cat, env->row.image, &img, e);
+	int r = catalog_env_layers(s->cat, env->row.id, &img.layers, &img.n_layers, e);
 
 	if (r < 0)
 		return r;
+	if (img.n_layers == 0)
+		return ct_fail(e, ENOENT, "env '%s' has no layers (its image is gone)", env->row.name);
 	lower = calloc(img.n_layers + 1, sizeof(*lower));
 	paths = calloc(img.n_layers + 1, sizeof(*paths));
 	if (!lower || !paths) {

@@ -367,7 +367,90 @@ static void test_envs_binds(struct catalog *c, const char *what)
 	is_int(r, 0, "%s: released layer can be removed", what);
 }
 
-/* 75 tests */
+/* 14 tests: built layers, image replacement, and the layers an env keeps */
+static void test_layer_stacks(struct catalog *c, const char *what)
+{
+	char layers[2][37] = { "a0000000-0000-0000-0000-000000000000",
+			       "a1000000-0000-0000-0000-000000000000" };
+	char (*got)[37] = NULL;
+	struct catalog_layer l = { .size = 4096 }, back;
+	struct catalog_image img;
+	struct catalog_env env;
+	struct ct_err e = { 0 };
+	size_t n = 0;
+	bool used;
+	int r;
+
+	strcpy(l.id, layers[0]);
+	strcpy(l.origin, "PKG nginx");
+	memset(l.cache_key, 'f', 64);
+	l.packages = (char *)"nginx=1.22.1-9\n";
+	r = catalog_layer_put(c, &l, &e);
+	is_int(r, 0, "%s: built layer added", what);
+	strcpy(l.id, layers[1]);
+	r = catalog_layer_put(c, &l, &e);
+	is_int(r, -EEXIST, "%s: a cache key is taken once", what);
+	r = catalog_layer_get(c, l.cache_key, true, &back, &e);
+	ok(r == 0 && !strcmp(back.id, layers[0]) && back.size == 4096 && back.packages &&
+		   !strcmp(back.packages, "nginx=1.22.1-9\n") && !strcmp(back.origin, "PKG nginx"),
+	   "%s: layer found by its key, with its packages and size", what);
+	if (r == 0)
+		catalog_layer_clear(&back);
+	r = catalog_layer_add(c, layers[1], "EXEC true", &e);
+	is_int(r, 0, "%s: second layer added", what);
+	r = catalog_layer_get(c, layers[1], false, &back, &e);
+	ok(r == 0 && back.cache_key[0] == '\0' && back.size == -1 && !back.packages,
+	   "%s: a plain layer has no key, size or packages", what);
+	r = add_image(c, "stack", 1, layers, &e);
+	is_int(r, 0, "%s: one-layer image added", what);
+	env_init(&env, "00000000-0000-0000-0000-0000000000e1", "pinned", "stack", "");
+	r = catalog_env_add(c, &env, &e);
+	is_int(r, 0, "%s: env on it added", what);
+
+	memset(&img, 0, sizeof(img));
+	strcpy(img.name, "stack");
+	strcpy(img.origin, "build");
+	img.config = (char *)"RUN httpd\n";
+	img.n_layers = 2;
+	img.layers = layers;
+	r = catalog_image_put(c, &img, &e);
+	is_int(r, 0, "%s: image replaced while an env uses it", what);
+	memset(&img, 0, sizeof(img));
+	r = catalog_image_get(c, "stack", &img, &e);
+	ok(r == 0 && img.n_layers == 2 && img.config && !strcmp(img.config, "RUN httpd\n") &&
+		   img.size == -1,
+	   "%s: the image has its new layers and config", what);
+	catalog_image_clear(&img);
+	r = catalog_env_layers(c, env.id, &got, &n, &e);
+	ok(r == 0 && n == 1 && !strcmp(got[0], layers[0]), "%s: the env keeps its layers", what);
+	free(got);
+	r = catalog_layer_set_size(c, layers[1], 10, &e);
+	is_int(r, 0, "%s: size recorded", what);
+
+	env_init(&env, "00000000-0000-0000-0000-0000000000e2", "copy", "stack", "");
+	strcpy(env.layers_of, "00000000-0000-0000-0000-0000000000e1");
+	r = catalog_env_add(c, &env, &e);
+	if (r == 0)
+		r = catalog_env_layers(c, env.id, &got, &n, &e);
+	ok(r == 0 && n == 1, "%s: a copy of an env takes that env's layers", what);
+	if (r == 0)
+		free(got);
+	r = catalog_env_rebase(c, "pinned", NULL, &e);
+	if (r == 0)
+		r = catalog_env_layers(c, "00000000-0000-0000-0000-0000000000e1", &got, &n, &e);
+	ok(r == 0 && n == 2 && !strcmp(got[1], layers[1]), "%s: rebase takes the image's layers",
+	   what);
+	if (r == 0)
+		free(got);
+	(void)catalog_env_remove(c, "pinned", &e);
+	(void)catalog_env_remove(c, "copy", &e);
+	r = catalog_image_remove(c, "stack", &e);
+	if (r == 0)
+		r = catalog_layer_used(c, layers[0], &used, &e);
+	ok(r == 0 && !used, "%s: no image nor env uses the layer any more", what);
+}
+
+/* 89 tests */
 static void test_suite(const char *path, const char *what)
 {
 	struct catalog *c = NULL;
@@ -382,6 +465,7 @@ static void test_suite(const char *path, const char *what)
 	}
 	test_layers_images(c, what);
 	test_envs_binds(c, what);
+	test_layer_stacks(c, what);
 	catalog_close(c);
 	catalog_close(NULL);
 	ok(1, "%s: catalog_close, also of NULL", what);
@@ -636,12 +720,12 @@ int main(void)
 		printf("1..0 # SKIP cannot create a temporary directory\n");
 		return 0;
 	}
-	plan(2 * 79 + 4 + 2 * 5 + 8 + 3 + 2);
+	plan(2 * 93 + 4 + 2 * 5 + 8 + 3 + 2);
 	test_suite(":memory:", "memory");
 	test_suite(tmp_path(path, sizeof(path), "file.db"), "file");
 	test_reopen();
 	test_patched("future.db", 99, -EPROTO,
-		     " is from a newer ctool (version 99, this one knows 2)");
+		     " is from a newer ctool (version 99, this one knows 3)");
 	test_patched("unversioned.db", 0, -EIO,
 		     " is not a ctool catalog: it has tables but no version");
 	test_garbage();

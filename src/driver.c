@@ -231,23 +231,29 @@ int driver_fuse_mount(int dirfd, const char *root, const struct overlay_spec *ov
 	return 0;
 }
 
-/* Is pid a running ctool-overlayfs? */
+/* Is pid a running ctool-overlayfs? A zombie is not: it has exited and
+ * only waits for its parent (init, once ctool has gone) to reap it,
+ * which some inits do late. */
 static bool is_daemon(pid_t pid)
 {
-	char path[64], comm[32] = "";
+	char path[64], stat[128] = "";
 	_cleanup_close_ int fd = -1;
+	const char *close_paren;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	n = read(fd, comm, sizeof(comm) - 1);
+	n = read(fd, stat, sizeof(stat) - 1);
 	if (n <= 0)
 		return false;
-	comm[n] = '\0';
-	comm[strcspn(comm, "\n")] = '\0';
-	return strcmp(comm, "ctool-overlayfs") == 0;
+	stat[n] = '\0';
+	/* "PID (COMM) STATE ..." */
+	close_paren = strrchr(stat, ')');
+	if (!close_paren || close_paren[1] != ' ' || close_paren[2] == 'Z')
+		return false;
+	return strncmp(strchr(stat, '(') ? strchr(stat, '(') + 1 : "", "ctool-overlayfs)", 16) == 0;
 }
 
 void driver_fuse_reap(const char *pidfile)

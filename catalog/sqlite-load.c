@@ -1,11 +1,8 @@
 #include "config.h"
 
-#include <dlfcn.h>
-#include <stdbool.h>
-#include <stdio.h>
-
 #define SQLITE_LOAD_NO_MACROS
 #include "sqlite-load.h"
+#include "util.h"
 
 #ifndef SQLITE_SONAME
 #define SQLITE_SONAME "libsqlite3.so.0"
@@ -15,28 +12,11 @@ struct sqlite_funcs sqlite_funcs;
 
 int sqlite_load(struct ct_err *e)
 {
-	static int state; /* 0 untried, 1 loaded, -1 failed */
-	static char why[200];
-	void *h;
+	static struct dl_lib lib = { .soname = SQLITE_SONAME, .what = "the SQLite library" };
+#define SQLITE_LOAD_NAME(f) "sqlite3_" #f,
+	static const char *const names[] = { SQLITE_LOAD_FUNCS(SQLITE_LOAD_NAME) };
+#undef SQLITE_LOAD_NAME
 
-	if (state > 0)
-		return 0;
-	if (state < 0)
-		return ct_fail(e, ENOSYS, "%s", why);
-	state = -1;
-	h = dlopen(SQLITE_SONAME, RTLD_LAZY | RTLD_LOCAL);
-	if (!h) {
-		snprintf(why, sizeof(why), "cannot load the SQLite library: %s", dlerror());
-		return ct_fail(e, ENOSYS, "%s", why);
-	}
-#define SQLITE_LOAD_SYM(f)                                                              \
-	*(void **)&sqlite_funcs.f = dlsym(h, "sqlite3_" #f);                           \
-	if (!sqlite_funcs.f) {                                                         \
-		snprintf(why, sizeof(why), "%s lacks sqlite3_%s", SQLITE_SONAME, #f);  \
-		return ct_fail(e, ENOSYS, "%s", why);                                  \
-	}
-	SQLITE_LOAD_FUNCS(SQLITE_LOAD_SYM)
-#undef SQLITE_LOAD_SYM
-	state = 1;
-	return 0;
+	_Static_assert(sizeof(sqlite_funcs) == sizeof(names), "one symbol per function");
+	return dl_load(&lib, names, &sqlite_funcs, ARRAY_SIZE(names), e);
 }

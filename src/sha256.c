@@ -1,12 +1,12 @@
 #include "config.h"
 
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <openssl/evp.h>
 
 #include "sha256.h"
+#include "util.h"
 
 #ifndef CRYPTO_SONAME
 #define CRYPTO_SONAME "libcrypto.so.3"
@@ -28,30 +28,13 @@ struct sha256 {
 
 static int crypto_load(struct ct_err *e)
 {
-	static int state; /* 0 untried, 1 loaded, -1 failed */
-	static char why[200];
-	void *h;
+	static struct dl_lib lib = { .soname = CRYPTO_SONAME, .what = "libcrypto" };
+#define CRYPTO_NAME(f) #f,
+	static const char *const names[] = { CRYPTO_FUNCS(CRYPTO_NAME) };
+#undef CRYPTO_NAME
 
-	if (state > 0)
-		return 0;
-	if (state < 0)
-		return ct_fail(e, ENOSYS, "%s", why);
-	state = -1;
-	h = dlopen(CRYPTO_SONAME, RTLD_LAZY | RTLD_LOCAL);
-	if (!h) {
-		snprintf(why, sizeof(why), "cannot load libcrypto: %s", dlerror());
-		return ct_fail(e, ENOSYS, "%s", why);
-	}
-#define CRYPTO_SYM(f)                                                     \
-	*(void **)&fn.f = dlsym(h, #f);                                   \
-	if (!fn.f) {                                                      \
-		snprintf(why, sizeof(why), "%s lacks %s", CRYPTO_SONAME, #f); \
-		return ct_fail(e, ENOSYS, "%s", why);                     \
-	}
-	CRYPTO_FUNCS(CRYPTO_SYM)
-#undef CRYPTO_SYM
-	state = 1;
-	return 0;
+	_Static_assert(sizeof(fn) == sizeof(names), "one symbol per function");
+	return dl_load(&lib, names, &fn, ARRAY_SIZE(names), e);
 }
 
 int sha256_new(struct sha256 **ret, struct ct_err *e)

@@ -1,7 +1,10 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -382,4 +385,70 @@ void boot_id(char ret[40])
 	}
 	if (read_file("/proc/sys/kernel/random/boot_id", &b, NULL) == 0)
 		snprintf(ret, 40, "%.36s", b);
+}
+
+static int64_t tree_bytes_sum;
+
+static int tree_bytes_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)path;
+	(void)flag;
+	(void)ftw;
+	tree_bytes_sum += (int64_t)st->st_blocks * 512;
+	return 0;
+}
+
+int64_t tree_bytes(const char *path)
+{
+	tree_bytes_sum = 0;
+	if (nftw(path, tree_bytes_cb, 32, FTW_PHYS | FTW_MOUNT) < 0)
+		return -1;
+	return tree_bytes_sum;
+}
+
+void fmt_bytes(int64_t n, char *buf, size_t len)
+{
+	static const char units[] = "KMGT";
+	double v = (double)n;
+	int u = -1;
+
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		(void)snprintf(buf, len, "%" PRId64, n);
+	else
+		(void)snprintf(buf, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
+}
+
+int dl_load(struct dl_lib *lib, const char *const *names, void *table, size_t n,
+	    struct ct_err *e)
+{
+	void *h, *sym;
+	size_t i;
+
+	if (lib->state > 0)
+		return 0;
+	if (lib->state < 0)
+		return ct_fail(e, ENOSYS, "%s", lib->why);
+	lib->state = -1;
+	h = dlopen(lib->soname, RTLD_LAZY | RTLD_LOCAL);
+	if (!h) {
+		(void)snprintf(lib->why, sizeof(lib->why), "cannot load %s: %s", lib->what,
+			       dlerror());
+		return ct_fail(e, ENOSYS, "%s", lib->why);
+	}
+	for (i = 0; i < n; i++) {
+		sym = dlsym(h, names[i]);
+		if (!sym) {
+			(void)snprintf(lib->why, sizeof(lib->why), "%s lacks %s", lib->soname,
+				       names[i]);
+			return ct_fail(e, ENOSYS, "%s", lib->why);
+		}
+		/* a function pointer's bits, as POSIX has dlsym give them */
+		memcpy((char *)table + i * sizeof(sym), &sym, sizeof(sym));
+	}
+	lib->state = 1;
+	return 0;
 }

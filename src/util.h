@@ -93,6 +93,27 @@ bool dir_is_empty(const char *path);
 /* True when path exists and is a mount point (its own mount root). */
 bool path_is_mountpoint(const char *path);
 
+/* A shared library opened with dlopen on first need, so that the
+ * commands that do not use it never pay for loading it. */
+struct dl_lib {
+	const char *soname;      /* "libsqlite3.so.0" */
+	const char *what;        /* "the SQLite library", for messages */
+	int state;               /* 0 untried, 1 loaded, -1 failed */
+	char why[240];           /* the failure, said again at each later call */
+};
+
+/* Load lib once and fill table, an array of n function pointers, with
+ * the symbols names[i]. 0, or -ENOSYS with *e saying why. */
+int dl_load(struct dl_lib *lib, const char *const *names, void *table, size_t n,
+	    struct ct_err *e);
+
+/* Bytes the tree at path takes on disk (its blocks), not crossing into
+ * other mounts; -1 when it cannot be read. */
+int64_t tree_bytes(const char *path);
+
+/* "512", "3.4K", "12M", "1.2G": n bytes for people. */
+void fmt_bytes(int64_t n, char *buf, size_t len);
+
 /* Lexically normalise an absolute path into a new string: removes "//"
  * and "." components and a trailing '/'. Fails (NULL, errno=EINVAL) on
  * a relative path or any ".." component. */

@@ -74,12 +74,13 @@ static const char *const migrations[] = {
 	"ALTER TABLE envs ADD COLUMN driver_note TEXT NOT NULL DEFAULT '';\n",
 	/* 3: built layers (their build-cache key, the packages a PKG step
 	 * installed, their size), an image's config (RUN, ENV, VOLUME), and
-	 * the layers each env is mounted on, kept when its image is rebuilt */
+	 * the layers and config each env has, kept when its image is rebuilt */
 	"ALTER TABLE layers ADD COLUMN cache_key TEXT;\n"
 	"ALTER TABLE layers ADD COLUMN packages TEXT NOT NULL DEFAULT '';\n"
 	"ALTER TABLE layers ADD COLUMN size INTEGER NOT NULL DEFAULT -1;\n"
 	"CREATE UNIQUE INDEX layers_cache_key ON layers (cache_key);\n"
 	"ALTER TABLE images ADD COLUMN config TEXT NOT NULL DEFAULT '';\n"
+	"ALTER TABLE envs ADD COLUMN config TEXT NOT NULL DEFAULT '';\n"
 	"CREATE TABLE env_layers (\n"
 	"	env TEXT NOT NULL REFERENCES envs (id) ON DELETE CASCADE,\n"
 	"	pos INTEGER NOT NULL,\n"
@@ -611,6 +612,12 @@ static int layer_add_locked(struct catalog *c, const struct catalog_layer *l, st
 		return r;
 	if (n > 0)
 		return ct_fail(e, EEXIST, "a layer '%s' already exists", l->id);
+	if (l->cache_key[0]) {
+		r = sql_run(c, SQL_WRITE, e, "UPDATE layers SET cache_key = NULL WHERE cache_key = ?1",
+			    "t", l->cache_key);
+		if (r < 0)
+			return r;
+	}
 	r = sql_run(c, SQL_WRITE, e,
 		    "INSERT INTO layers (id, origin, created, cache_key, packages, size)"
 		    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -620,15 +627,23 @@ static int layer_add_locked(struct catalog *c, const struct catalog_layer *l, st
 	return r < 0 ? r : 0;
 }
 
-int catalog_layer_put(struct catalog *c, const struct catalog_layer *l, struct ct_err *e)
+/* Does what l holds fit its fields? */
+static int layer_fits(const struct catalog_layer *l, struct ct_err *e)
 {
-	int r;
+	int r = str_fits("layer id", l->id, sizeof(l->id), e);
 
-	r = str_fits("layer id", l->id, sizeof(l->id), e);
 	if (r == 0)
 		r = str_fits("layer origin", l->origin, sizeof(l->origin), e);
 	if (r == 0)
 		r = str_fits("cache key", l->cache_key, sizeof(l->cache_key), e);
+	return r;
+}
+
+int catalog_layer_put(struct catalog *c, const struct catalog_layer *l, struct ct_err *e)
+{
+	int r;
+
+	r = layer_fits(l, e);
 	if (r < 0)
 		return r;
 	r = tx_begin(c, e);
@@ -896,8 +911,8 @@ static int image_add_locked(struct catalog *c, const struct catalog_image *img, 
 	return r < 0 ? r : 0;
 }
 
-static int image_put(struct catalog *c, const struct catalog_image *img, bool replace,
-		     struct ct_err *e)
+/* Does what img holds fit its fields? */
+static int image_fits(const struct catalog_image *img, struct ct_err *e)
 {
 	size_t i;
 	int r;
@@ -907,6 +922,15 @@ static int image_put(struct catalog *c, const struct catalog_image *img, bool re
 		r = str_fits("image origin", img->origin, sizeof(img->origin), e);
 	for (i = 0; r == 0 && i < img->n_layers; i++)
 		r = str_fits("layer id", img->layers[i], LAYER_ID_SIZE, e);
+	return r;
+}
+
+static int image_put(struct catalog *c, const struct catalog_image *img, bool replace,
+		     struct ct_err *e)
+{
+	int r;
+
+	r = image_fits(img, e);
 	if (r < 0)
 		return r;
 	r = tx_begin(c, e);
@@ -1123,6 +1147,11 @@ static int env_add_locked(struct catalog *c, const struct catalog_env *env, stru
 			    "INSERT INTO env_layers (env, pos, layer)"
 			    " SELECT ?1, pos, layer FROM image_layers WHERE image = ?2",
 			    "tt", env->id, env->image);
+	if (r >= 0)
+		r = sql_run(c, SQL_WRITE, e,
+			    "UPDATE envs SET config = coalesce((SELECT config FROM envs WHERE id = ?2),"
+			    " (SELECT config FROM images WHERE name = ?3), '') WHERE id = ?1",
+			    "tnt", env->id, env->layers_of, env->image);
 	return r < 0 ? r : 0;
 }
 
@@ -1250,6 +1279,23 @@ int catalog_env_layers(struct catalog *c, const char *id, char (**ret)[37], size
 	return 0;
 }
 
+int catalog_env_config(struct catalog *c, const char *id, char **ret, struct ct_err *e)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = NULL;
+	int r;
+
+	r = sql_prepare(c, &s, e, "SELECT config FROM envs WHERE id = ?1", "t", id);
+	if (r < 0)
+		return r;
+	r = sql_step(c, s, SQL_READ, e);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return ct_fail(e, ENOENT, "no env with id '%s'", id);
+	*ret = strdup(sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "");
+	return *ret ? 0 : ct_fail(e, ENOMEM, "out of memory");
+}
+
 static int env_rebase_locked(struct catalog *c, const char *name, const char *image,
 			     struct ct_err *e)
 {
@@ -1272,7 +1318,37 @@ static int env_rebase_locked(struct catalog *c, const char *name, const char *im
 			    " SELECT e.id, l.pos, l.layer FROM envs AS e"
 			    " JOIN image_layers AS l ON l.image = e.image WHERE e.name = ?1",
 			    "t", name);
+	if (r >= 0)
+		r = sql_run(c, SQL_WRITE, e,
+			    "UPDATE envs SET config = (SELECT config FROM images WHERE name = envs.image)"
+			    " WHERE name = ?1",
+			    "t", name);
 	return r < 0 ? r : 0;
+}
+
+int catalog_env_set_layers(struct catalog *c, const char *name, char (*layers)[37], size_t n,
+			   struct ct_err *e)
+{
+	int64_t id_ok;
+	size_t i;
+	int r;
+
+	r = tx_begin(c, e);
+	if (r < 0)
+		return r;
+	r = sql_int(c, &id_ok, e, "SELECT count(*) FROM envs WHERE name = ?1", "t", name);
+	if (r == 0 && !id_ok)
+		r = ct_fail(e, ENOENT, "no env named '%s'", name);
+	if (r == 0)
+		r = sql_run(c, SQL_DELETE, e,
+			    "DELETE FROM env_layers WHERE env = (SELECT id FROM envs WHERE name = ?1)",
+			    "t", name);
+	for (i = 0; r >= 0 && i < n; i++)
+		r = sql_run(c, SQL_WRITE, e,
+			    "INSERT INTO env_layers (env, pos, layer)"
+			    " SELECT id, ?2, ?3 FROM envs WHERE name = ?1",
+			    "tit", name, (int64_t)i, layers[i]);
+	return tx_end(c, r < 0 ? r : 0, e);
 }
 
 int catalog_env_rebase(struct catalog *c, const char *name, const char *image, struct ct_err *e)
@@ -1284,6 +1360,33 @@ int catalog_env_rebase(struct catalog *c, const char *name, const char *image, s
 		return r;
 	r = env_rebase_locked(c, name, image, e);
 	return tx_end(c, r, e);
+}
+
+int catalog_commit(struct catalog *c, const struct catalog_layer *l, const struct catalog_image *img,
+		   const char *env_name, struct ct_err *e)
+{
+	int r;
+
+	r = layer_fits(l, e);
+	if (r == 0 && img)
+		r = image_fits(img, e);
+	if (r < 0)
+		return r;
+	r = tx_begin(c, e);
+	if (r < 0)
+		return r;
+	r = layer_add_locked(c, l, e);
+	if (r == 0 && img)
+		r = image_add_locked(c, img, true, e);
+	if (r == 0 && env_name && img)
+		r = env_rebase_locked(c, env_name, img->name, e);
+	else if (r == 0 && env_name)
+		r = sql_run(c, SQL_WRITE, e,
+			    "INSERT INTO env_layers (env, pos, layer) SELECT id,"
+			    " (SELECT coalesce(max(pos), -1) + 1 FROM env_layers WHERE env = envs.id), ?2"
+			    " FROM envs WHERE name = ?1",
+			    "tt", env_name, l->id);
+	return tx_end(c, r < 0 ? r : 0, e);
 }
 
 /* Binds */

@@ -69,7 +69,8 @@ void catalog_close(struct catalog *c);  /* accepts NULL */
 /* Layers: read-only trees named by uuid. */
 int catalog_layer_add(struct catalog *c, const char *id, const char *origin, struct ct_err *e);
 /* Add a layer with all its fields (cache_key "" for none); -EEXIST when
- * the id or the cache key is taken. */
+ * the id is taken. A layer that had the same cache key loses it (a
+ * rebuild without the cache replaces the cached step). */
 int catalog_layer_put(struct catalog *c, const struct catalog_layer *l, struct ct_err *e);
 /* The layer with id (or, by_key, with that cache key); -ENOENT if none.
  * *ret is written only on success; catalog_layer_clear frees it. */
@@ -117,8 +118,19 @@ int catalog_env_remove(struct catalog *c, const char *name, struct ct_err *e);
  * its image's when it was cloned (or reset, or rebased). */
 int catalog_env_layers(struct catalog *c, const char *id, char (**ret)[37], size_t *ret_n,
 		       struct ct_err *e);
-/* Put env 'name' on image's layers as they are now (and image, when not
- * NULL, becomes its image). */
+/* In one transaction: add layer l, and with img add or replace that
+ * image; then with env_name, put that env on img's layers and make img
+ * its image, or, without img, put layer l on top of the env's layers. */
+int catalog_commit(struct catalog *c, const struct catalog_layer *l, const struct catalog_image *img,
+		   const char *env_name, struct ct_err *e);
+/* The config (RUN, ENV, VOLUME lines) env 'id' has: its image's when it
+ * was cloned (or rebased), kept when the image is rebuilt. malloc'd. */
+int catalog_env_config(struct catalog *c, const char *id, char **ret, struct ct_err *e);
+/* Put env 'name' on these layers (bottom first), which must exist. */
+int catalog_env_set_layers(struct catalog *c, const char *name, char (*layers)[37], size_t n,
+			   struct ct_err *e);
+/* Put env 'name' on image's layers and config as they are now (and
+ * image, when not NULL, becomes its image). */
 int catalog_env_rebase(struct catalog *c, const char *name, const char *image, struct ct_err *e);
 
 /* Binds recorded with an env (-v HOST:TARGET[:ro]); a bind to a target

@@ -36,17 +36,9 @@ static int image_make(struct cmd_ctx *ctx, const char *name, const char *from,
 	const char *id;
 	int r;
 
-	r = lock_name(s, "image", name, LOCK_EX, &ilock, &e);
-	if (r < 0)
-		return cmd_fail(&e);
-	r = catalog_image_get(s->cat, name, &img, &e);
-	catalog_image_clear(&img);
-	if (r == 0) {
-		log_error("an image named '%s' already exists", name);
-		return 1;
-	}
-	if (r != -ENOENT)
-		return cmd_fail(&e);
+	r = cmd_image_new(ctx, name, &ilock);
+	if (r)
+		return r;
 	if (from) {
 		struct stat st;
 
@@ -102,7 +94,13 @@ static int image_make(struct cmd_ctx *ctx, const char *name, const char *from,
 	}
 	img.layers = layers;
 	img.n_layers = 1;
-	r = catalog_layer_add(s->cat, id, img.origin, &e);
+	{
+		struct catalog_layer l = { .size = tree_bytes(layer_dir) };
+
+		snprintf(l.id, sizeof(l.id), "%s", id);
+		snprintf(l.origin, sizeof(l.origin), "%s", img.origin);
+		r = catalog_layer_put(s->cat, &l, &e);
+	}
 	if (r == 0)
 		r = catalog_image_add(s->cat, &img, &e);
 	img.layers = NULL;

@@ -122,8 +122,10 @@ int cmd_gc(int argc, char **argv, struct cmd_ctx *ctx)
 	r = store_open_catalog(s, &e);
 	if (r == 0)
 		r = lock_name(s, "store", "layers", LOCK_EX, &slock, &e);
-	if (r == 0)
+	if (r == 0) {
+		build_clean_stale(s);
 		r = store_tmp_clean(s, &e);
+	}
 	if (r == 0)
 		r = sweep(s, "envs", env_known, &e);
 	if (r == 0)

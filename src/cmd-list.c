@@ -59,13 +59,19 @@ static int list_cb(const struct catalog_env *row, void *data)
 	struct list_ctx *l = data;
 	_cleanup_free_ char *root = row->root[0] ? strdup(row->root)
 						  : store_path(l->s, "envs/%s/root", row->id);
+	_cleanup_free_ char *dir = NULL;
+	const char *state = "off";
 
 	if (l->quiet) {
 		printf("%s\n", row->name);
 		return 0;
 	}
-	printf("%-20s %-16s %-5s %-7s %-9s %s\n", row->name, row->image,
-	       root && path_is_mountpoint(root) ? "on" : "off", row->driver,
+	if (root && path_is_mountpoint(root)) {
+		/* on, and running its service (ctool start) */
+		dir = store_path(l->s, "envs/%s", row->id);
+		state = dir && env_service_pid(dir) > 0 ? "service" : "on";
+	}
+	printf("%-20s %-16s %-7s %-7s %-9s %s\n", row->name, row->image, state, row->driver,
 	       row->volatile_ ? "volatile" : "-", root ? root : "?");
 	return 0;
 }
@@ -79,7 +85,7 @@ int cmd_list(int argc, char **argv, struct cmd_ctx *ctx)
 	if (r)
 		return r < 0 ? 0 : r;
 	if (!l.quiet)
-		printf("%-20s %-16s %-5s %-7s %-9s %s\n", "NAME", "IMAGE", "STATE", "DRIVER", "FLAGS",
+		printf("%-20s %-16s %-7s %-7s %-9s %s\n", "NAME", "IMAGE", "STATE", "DRIVER", "FLAGS",
 		       "ROOT");
 	if (catalog_env_foreach(ctx->store->cat, list_cb, &l, &e) < 0)
 		return cmd_fail(&e);
@@ -93,9 +99,34 @@ static int images_cb(const struct catalog_image *img, void *data)
 	char when[32];
 	int users = 0;
 
+	char size[16];
+	int64_t bytes = img->size;
+	size_t i;
+
 	(void)catalog_image_users(s->cat, img->name, &users, &e);
 	fmt_time(img->created, when, sizeof(when));
-	printf("%-20s %-6zu %-5d %-16s %s\n", img->name, img->n_layers, users, when, img->origin);
+	/* a layer made before sizes were kept is measured once */
+	if (bytes < 0) {
+		bytes = 0;
+		for (i = 0; i < img->n_layers; i++) {
+			struct catalog_layer l;
+			_cleanup_free_ char *dir = NULL;
+
+			if (catalog_layer_get(s->cat, img->layers[i], false, &l, &e) < 0)
+				continue;
+			if (l.size < 0) {
+				dir = store_path(s, "layers/%s", l.id);
+				l.size = dir ? tree_bytes(dir) : -1;
+				if (l.size >= 0)
+					(void)catalog_layer_set_size(s->cat, l.id, l.size, &e);
+			}
+			bytes += l.size > 0 ? l.size : 0;
+			catalog_layer_clear(&l);
+		}
+	}
+	fmt_bytes(bytes, size, sizeof(size));
+	printf("%-20s %-6zu %-7s %-5d %-16s %s\n", img->name, img->n_layers, size, users, when,
+	       img->origin);
 	return 0;
 }
 
@@ -106,9 +137,100 @@ int cmd_images(int argc, char **argv, struct cmd_ctx *ctx)
 
 	if (r)
 		return r < 0 ? 0 : r;
-	printf("%-20s %-6s %-5s %-16s %s\n", "NAME", "LAYERS", "ENVS", "CREATED", "ORIGIN");
+	printf("%-20s %-6s %-7s %-5s %-16s %s\n", "NAME", "LAYERS", "SIZE", "ENVS", "CREATED",
+	       "ORIGIN");
 	if (catalog_image_foreach(ctx->store->cat, images_cb, ctx->store, &e) < 0)
 		return cmd_fail(&e);
+	return 0;
+}
+
+/* info's lines on the service (ctool start): its state, pid and log, the
+ * start command, and each VOLUME of the image with the bind that serves
+ * it (the deepest bind at or above its target), or "unbound". */
+static int info_service(struct cmd_ctx *ctx, const struct env *env, bool on,
+			const struct catalog_bind *binds, size_t n, struct ct_err *e)
+{
+	struct env_config c;
+	pid_t pid = on ? env_service_pid(env->dir) : 0;
+	size_t i, j;
+	int r = env_config_load(ctx->store, env, &c, e);
+
+	if (r < 0)
+		return r;
+	printf("service: %s\n", pid > 0 ? "running" : "stopped");
+	if (pid > 0)
+		printf("service-pid: %d\n", (int)pid);
+	printf("service-log: %s/%s\n", env->dir, ENV_SERVICE_LOG);
+	if (c.run)
+		printf("start-command: %s\n", c.run);
+	else if (!on)
+		printf("start-command: /chroot.d/start, when the env has it\n");
+	else
+		printf("start-command: %s\n", env_has_file(env, "/chroot.d/start", true)
+							? "/chroot.d/start" : "none");
+	for (i = 0; i < c.n_volumes; i++) {
+		const struct catalog_bind *best = NULL;
+		size_t best_len = 0;
+
+		for (j = 0; j < n; j++) {
+			_cleanup_free_ char *tgt = path_clean_abs(binds[j].tgt);
+
+			if (tgt && path_is_under(c.volumes[i], tgt) && strlen(tgt) >= best_len) {
+				best = &binds[j];
+				best_len = strlen(tgt);
+			}
+		}
+		if (best)
+			printf("volume: %s %s%s\n", c.volumes[i], best->src, best->ro ? " ro" : "");
+		else
+			printf("volume: %s unbound\n", c.volumes[i]);
+	}
+	env_config_clear(&c);
+	return 0;
+}
+
+/* One line per layer, top first ("layer: ID SIZE ORIGIN"), with the
+ * packages a PKG step installed below it. */
+static void info_layers(struct store *s, char (*layers)[37], size_t n)
+{
+	struct ct_err e = { 0 };
+	size_t i;
+
+	for (i = n; i-- > 0;) {
+		struct catalog_layer l;
+		char size[16] = "?";
+		const char *p;
+
+		if (catalog_layer_get(s->cat, layers[i], false, &l, &e) < 0) {
+			printf("layer: %s (%s)\n", layers[i], e.msg);
+			continue;
+		}
+		if (l.size >= 0)
+			fmt_bytes(l.size, size, sizeof(size));
+		printf("layer: %s %s %s\n", l.id, size, l.origin);
+		for (p = l.packages; p && *p; p += strcspn(p, "\n") + (p[strcspn(p, "\n")] != 0))
+			printf("  package: %.*s\n", (int)strcspn(p, "\n"), p);
+		catalog_layer_clear(&l);
+	}
+}
+
+/* info IMAGE: its layers, config and users. */
+static int info_image(struct cmd_ctx *ctx, const struct catalog_image *img)
+{
+	struct ct_err e = { 0 };
+	char when[32], size[16] = "?";
+	const char *p;
+	int users = 0;
+
+	(void)catalog_image_users(ctx->store->cat, img->name, &users, &e);
+	fmt_time(img->created, when, sizeof(when));
+	if (img->size >= 0)
+		fmt_bytes(img->size, size, sizeof(size));
+	printf("image: %s\ncreated: %s\norigin: %s\nsize: %s\nenvs: %d\n", img->name, when,
+	       img->origin, size, users);
+	for (p = img->config; p && *p; p += strcspn(p, "\n") + (p[strcspn(p, "\n")] != 0))
+		printf("config: %.*s\n", (int)strcspn(p, "\n"), p);
+	info_layers(ctx->store, img->layers, img->n_layers);
 	return 0;
 }
 
@@ -139,6 +261,17 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
 	}
 	if (argc - optind > 1 || (dir && argc - optind == 1))
 		return cmd_usage_error("expected one env (see 'ctool info --help')");
+	if (optind < argc && name_is_valid(argv[optind])) {
+		struct catalog_env row;
+		struct catalog_image img = { 0 };
+
+		if (catalog_env_get(ctx->store->cat, argv[optind], &row, &e) == -ENOENT &&
+		    catalog_image_get(ctx->store->cat, argv[optind], &img, &e) == 0) {
+			r = info_image(ctx, &img);
+			catalog_image_clear(&img);
+			return r;
+		}
+	}
 	r = cmd_env_open(ctx, optind < argc ? argv[optind] : NULL, dir, &env, &lock);
 	if (r)
 		return r;
@@ -152,8 +285,19 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx)
 		printf("driver-note: %s\n", env->row.driver_note);
 	if (on && (opts_now = mounttab_options(env->root)))
 		printf("mount-options: %s\n", opts_now);
+	{
+		char(*layers)[37] = NULL;
+		size_t nl = 0;
+
+		if (catalog_env_layers(ctx->store->cat, env->row.id, &layers, &nl, &e) == 0)
+			info_layers(ctx->store, layers, nl);
+		free(layers);
+	}
 	r = env_binds(ctx->store, env, &binds, &n, &e);
+	if (r == 0)
+		r = info_service(ctx, env, on, binds, n, &e);
 	if (r < 0) {
+		free(binds);
 		env_free(env);
 		return cmd_fail(&e);
 	}

@@ -29,6 +29,12 @@ int cmd_info(int argc, char **argv, struct cmd_ctx *ctx);
 int cmd_rmi(int argc, char **argv, struct cmd_ctx *ctx);
 int cmd_bind(int argc, char **argv, struct cmd_ctx *ctx);
 int cmd_gc(int argc, char **argv, struct cmd_ctx *ctx);
+int cmd_build(int argc, char **argv, struct cmd_ctx *ctx);
+int cmd_commit(int argc, char **argv, struct cmd_ctx *ctx);
+int cmd_start(int argc, char **argv, struct cmd_ctx *ctx);
+int cmd_logs(int argc, char **argv, struct cmd_ctx *ctx);
+int cmd_export(int argc, char **argv, struct cmd_ctx *ctx);
+int cmd_import(int argc, char **argv, struct cmd_ctx *ctx);
 
 /* Shared by the commands (ctool.c). */
 
@@ -48,8 +54,15 @@ bool cmd_check_name(const char *what, const char *name);
 int cmd_env_open(struct cmd_ctx *ctx, const char *name, const char *dir, struct env **ret,
 		 int *ret_lock);
 
+/* Take image 'name''s lock (*ret_lock) for making it, refusing a name
+ * that is taken. Returns 0, or an exit code after logging. */
+int cmd_image_new(struct cmd_ctx *ctx, const char *name, int *ret_lock);
+
 /* Parse HOST:TARGET[:ro] (pocker's -d host:chroot). */
 int cmd_parse_volume(const char *arg, struct env_bind *ret);
+
+/* Remove the envs that builds cut short left behind (cmd-build.c). */
+void build_clean_stale(struct store *s);
 
 /* Turn env off first when on (for --force on reset and rm). */
 int cmd_force_off(struct cmd_ctx *ctx, struct env *env, bool force, const char *verb);

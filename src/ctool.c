@@ -7,8 +7,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 
 #include "cmd.h"
+#include "lock.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,6 +40,8 @@ static const struct command commands[] = {
 	{ "rmi", cmd_rmi, NEED_STORE, "remove an image" },
 	{ "bind", cmd_bind, NEED_STORE, "add a bind to an env's tool.conf" },
 	{ "gc", cmd_gc, NEED_STORE | LAZY_CATALOG, "finish deletions and clean up" },
+	{ "build", cmd_build, NEED_STORE, "build an image from a recipe (Ctoolfile)" },
+	{ "commit", cmd_commit, NEED_STORE, "make an env's changes a layer of a new image" },
 };
 
 static void usage(FILE *f)
@@ -131,6 +135,23 @@ int cmd_env_open(struct cmd_ctx *ctx, const char *name, const char *dir, struct 
 		return cmd_fail(&e);
 	}
 	return 0;
+}
+
+int cmd_image_new(struct cmd_ctx *ctx, const char *name, int *ret_lock)
+{
+	struct catalog_image img = { 0 };
+	struct ct_err e = { 0 };
+	int r = lock_name(ctx->store, "image", name, LOCK_EX, ret_lock, &e);
+
+	if (r < 0)
+		return cmd_fail(&e);
+	r = catalog_image_get(ctx->store->cat, name, &img, &e);
+	catalog_image_clear(&img);
+	if (r == 0) {
+		log_error("an image named '%s' already exists", name);
+		return 1;
+	}
+	return r == -ENOENT ? 0 : cmd_fail(&e);
 }
 
 int cmd_parse_volume(const char *arg, struct env_bind *ret)

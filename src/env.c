@@ -5,6 +5,7 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -19,6 +20,8 @@
 #include "procs.h"
 #include "toolconf.h"
 #include "util.h"
+
+extern char **environ;
 
 /* How long /chroot.d/stop may take before 'off' kills it. */
 #define STOP_HOOK_TIMEOUT_MS 30000
@@ -631,6 +634,207 @@ out:
 	return r;
 }
 
+/* Append str to the NULL-terminated array *v of *n entries. */
+static int strv_push(char ***v, size_t *n, char *str)
+{
+	char **nv = realloc(*v, (*n + 2) * sizeof(*nv));
+
+	if (!nv)
+		return -ENOMEM;
+	nv[(*n)++] = str;
+	nv[*n] = NULL;
+	*v = nv;
+	return 0;
+}
+
+static void strv_free(char **v)
+{
+	char **p;
+
+	for (p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+/* Is kv "K=V" with K a shell variable name? */
+static bool env_assignment_valid(const char *kv)
+{
+	const char *p = kv;
+
+	if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+		return false;
+	while (*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+	       (*p >= '0' && *p <= '9'))
+		p++;
+	return *p == '=';
+}
+
+/* Add each absolute target of the blank-separated words to c->volumes,
+ * cleaned, once. */
+static int config_add_volumes(struct env_config *c, char *words)
+{
+	char *save = NULL, *w;
+
+	for (w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		char *clean = w[0] == '/' ? path_clean_abs(w) : NULL;
+		size_t i;
+
+		if (!clean || strcmp(clean, "/") == 0) {
+			free(clean);
+			continue;
+		}
+		for (i = 0; i < c->n_volumes && strcmp(c->volumes[i], clean) != 0; i++)
+			;
+		if (i < c->n_volumes) {
+			free(clean);
+			continue;
+		}
+		if (strv_push(&c->volumes, &c->n_volumes, clean) < 0) {
+			free(clean);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int config_line(struct env_config *c, char *line)
+{
+	char *arg, *end;
+	size_t kw;
+
+	line += strspn(line, " \t");
+	end = line + strlen(line);
+	while (end > line && strchr(" \t\r", end[-1]))
+		*--end = '\0';
+	kw = strcspn(line, " \t");
+	arg = line + kw + strspn(line + kw, " \t");
+	if (!*arg)
+		return 0;
+	if (kw == 3 && strncasecmp(line, "RUN", 3) == 0) {
+		free(c->run);
+		c->run = strdup(arg);
+		return c->run ? 0 : -ENOMEM;
+	}
+	if (kw == 3 && strncasecmp(line, "ENV", 3) == 0) {
+		char *kv;
+
+		if (!env_assignment_valid(arg))
+			return 0;
+		kv = strdup(arg);
+		if (!kv || strv_push(&c->envs, &c->n_envs, kv) < 0) {
+			free(kv);
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	if (kw == 6 && strncasecmp(line, "VOLUME", 6) == 0)
+		return config_add_volumes(c, arg);
+	return 0;
+}
+
+int env_config_parse(const char *text, struct env_config *ret, struct ct_err *e)
+{
+	struct env_config c = { 0 };
+	_cleanup_free_ char *copy = strdup(text ? text : "");
+	char *save = NULL, *line;
+	int r;
+
+	/* both arrays exist, empty, even without a line for them */
+	c.envs = calloc(1, sizeof(*c.envs));
+	c.volumes = calloc(1, sizeof(*c.volumes));
+	r = copy && c.envs && c.volumes ? 0 : -ENOMEM;
+	for (line = copy ? strtok_r(copy, "\n", &save) : NULL; r == 0 && line;
+	     line = strtok_r(NULL, "\n", &save))
+		r = config_line(&c, line);
+	if (r < 0) {
+		env_config_clear(&c);
+		return ct_fail(e, -r, "out of memory");
+	}
+	*ret = c;
+	return 0;
+}
+
+void env_config_clear(struct env_config *c)
+{
+	free(c->run);
+	strv_free(c->envs);
+	strv_free(c->volumes);
+	memset(c, 0, sizeof(*c));
+}
+
+int env_config_load(struct store *s, const struct env *env, struct env_config *ret,
+		    struct ct_err *e)
+{
+	_cleanup_free_ char *config = NULL;
+	int r = catalog_env_config(s->cat, env->row.id, &config, e);
+
+	if (r < 0 && r != -ENOENT)
+		return r;
+	return env_config_parse(config, ret, e);
+}
+
+/* Write the image's ENV to <dir>/image.env for env_image_env (removed
+ * when there is none; left as it is when it says the same). */
+static int image_env_write(struct store *s, const struct env *env, struct ct_err *e)
+{
+	_cleanup_free_ char *path = xasprintf("%s/image.env", env->dir);
+	_cleanup_free_ char *data = NULL, *old = NULL;
+	struct env_config c;
+	size_t len = 0, i;
+	int r;
+
+	if (!path)
+		return ct_fail(e, ENOMEM, "out of memory");
+	r = env_config_load(s, env, &c, e);
+	if (r < 0)
+		return r;
+	for (i = 0; i < c.n_envs; i++)
+		len += strlen(c.envs[i]) + 1;
+	data = malloc(len + 1);
+	if (!data) {
+		env_config_clear(&c);
+		return ct_fail(e, ENOMEM, "out of memory");
+	}
+	for (i = 0, len = 0; i < c.n_envs; i++)
+		len += (size_t)sprintf(data + len, "%s\n", c.envs[i]);
+	data[len] = '\0';
+	env_config_clear(&c);
+	if (len == 0) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return ct_fail_errno(e, errno, "cannot remove '%s'", path);
+		return 0;
+	}
+	if (read_file(path, &old, NULL) == 0 && strcmp(old, data) == 0)
+		return 0;
+	r = write_file_atomic(path, data, len, 0600);
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot write '%s'", path);
+	return 0;
+}
+
+char **env_image_env(const struct env *env)
+{
+	_cleanup_free_ char *path = xasprintf("%s/image.env", env->dir);
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0, n = 1, i = 0;
+	char **v, *p, *save = NULL, *line;
+
+	if (!path || read_file(path, &text, &len) < 0)
+		return NULL;
+	for (p = text; *p; p++)
+		n += *p == '\n';
+	/* the array, then the text it points into */
+	v = malloc((n + 1) * sizeof(*v) + len + 1);
+	if (!v)
+		return NULL;
+	p = memcpy((char *)(v + n + 1), text, len + 1);
+	for (line = strtok_r(p, "\n", &save); line && i < n; line = strtok_r(NULL, "\n", &save))
+		if (env_assignment_valid(line))
+			v[i++] = line;
+	v[i] = NULL;
+	return v;
+}
+
 int env_binds(struct store *s, const struct env *env, struct catalog_bind **ret, size_t *ret_n,
 	      struct ct_err *e)
 {
@@ -763,7 +967,11 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
-	r = env_make_dirs(env, true, e);
+	r = env_adopt_upper(s, env, e);
+	if (r == 0)
+		r = env_make_dirs(env, true, e);
+	if (r == 0)
+		r = image_env_write(s, env, e);
 	if (r < 0)
 		goto out;
 	if (!env->row.root[0]) {
@@ -844,8 +1052,10 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 			return r;
 		env->row.want_on = false;
 	}
-	if (!env_is_on(env) || env_drop_dead_fuse(env, grace_ms))
+	if (!env_is_on(env) || env_drop_dead_fuse(env, grace_ms)) {
+		env_service_forget(env->dir);
 		return 0;
+	}
 	if (env_has_file(env, "/chroot.d/stop", true)) {
 		char *argv[] = { (char *)"/chroot.d/stop", NULL };
 		struct exec_opts xo = { .root = env->root, .argv = argv,
@@ -861,6 +1071,7 @@ int env_off(struct store *s, struct env *env, bool force, int grace_ms, struct c
 	r = procs_stop(env->root, grace_ms, e);
 	if (r < 0)
 		return r;
+	env_service_forget(env->dir);
 	r = mounts_umount_all(env->root, force, e);
 	if (r == -EBUSY) {
 		_cleanup_free_ pid_t *pids = NULL;
@@ -928,4 +1139,144 @@ int env_remove(struct store *s, struct env *env, struct ct_err *e)
 	if (r < 0)
 		return r;
 	return store_trash_flush(s, false, e);
+}
+
+/* The state (R, S, Z...) and start time (clock ticks after boot) of
+ * process pid, from /proc/PID/stat. */
+static int proc_start_time(pid_t pid, char *ret_state, unsigned long long *ret_start)
+{
+	char path[32], *p, *save = NULL, *f;
+	_cleanup_free_ char *buf = NULL;
+	int i, r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	r = read_file(path, &buf, NULL);
+	if (r < 0)
+		return r;
+	/* the command name, in parentheses, may hold blanks and ')' */
+	p = strrchr(buf, ')');
+	if (!p)
+		return -EINVAL;
+	/* field 3 (the state) to field 22 (the start time) */
+	for (f = strtok_r(p + 1, " ", &save), i = 3; f && i < 22; f = strtok_r(NULL, " ", &save), i++)
+		if (i == 3)
+			*ret_state = f[0];
+	if (!f)
+		return -EINVAL;
+	*ret_start = strtoull(f, NULL, 10);
+	return 0;
+}
+
+pid_t env_service_pid(const char *dir)
+{
+	_cleanup_free_ char *path = xasprintf("%s/" ENV_SERVICE_RECORD, dir), *text = NULL;
+	char boot[40], rec_boot[40], state = 0;
+	unsigned long long rec_start, start;
+	int pid;
+
+	if (!path || read_file(path, &text, NULL) < 0)
+		return 0;
+	if (sscanf(text, "%d %llu %39s", &pid, &rec_start, rec_boot) != 3 || pid <= 0)
+		return 0;
+	boot_id(boot);
+	if (strcmp(boot[0] ? boot : "-", rec_boot) != 0)
+		return 0;
+	if (proc_start_time(pid, &state, &start) < 0 || start != rec_start || state == 'Z' ||
+	    state == 'X' || state == 'x')
+		return 0;
+	return (pid_t)pid;
+}
+
+int env_service_record(const char *dir, pid_t pid, struct ct_err *e)
+{
+	_cleanup_free_ char *path = xasprintf("%s/" ENV_SERVICE_RECORD, dir), *data = NULL;
+	unsigned long long start;
+	char boot[40], state;
+	int r;
+
+	if (!path)
+		return ct_fail(e, ENOMEM, "out of memory");
+	r = proc_start_time(pid, &state, &start);
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot read the start time of process %d", (int)pid);
+	boot_id(boot);
+	data = xasprintf("%d %llu %s\n", (int)pid, start, boot[0] ? boot : "-");
+	if (!data)
+		return ct_fail(e, ENOMEM, "out of memory");
+	r = write_file_atomic(path, data, strlen(data), 0600);
+	if (r < 0)
+		return ct_fail_errno(e, -r, "cannot write '%s'", path);
+	return 0;
+}
+
+void env_service_forget(const char *dir)
+{
+	_cleanup_free_ char *path = xasprintf("%s/" ENV_SERVICE_RECORD, dir);
+
+	if (path)
+		(void)unlink(path);
+}
+
+int env_host_cmd(const struct env *env, char **cmd, struct ct_err *e)
+{
+	_cleanup_free_ char *path = xasprintf("%s/host-cmd", env->conf);
+	_cleanup_free_ char *v_env = xasprintf("CTOOL_ENV=%s", env->row.name);
+	_cleanup_free_ char *v_root = xasprintf("CTOOL_ROOT=%s", env->root);
+	_cleanup_free_ char **argv = NULL, **envp = NULL;
+	size_t n = 0, ne = 0, i;
+	struct stat st;
+	int status, r;
+
+	if (!path || !v_env || !v_root)
+		return ct_fail(e, ENOMEM, "out of memory");
+	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+		return 0;
+	while (cmd[n])
+		n++;
+	while (environ[ne])
+		ne++;
+	argv = calloc(n + 2, sizeof(*argv));
+	envp = calloc(ne + 3, sizeof(*envp));
+	if (!argv || !envp)
+		return ct_fail(e, ENOMEM, "out of memory");
+	argv[0] = path;
+	for (i = 0; i < n; i++)
+		argv[i + 1] = cmd[i];
+	for (i = 0; i < ne; i++)
+		envp[i] = environ[i];
+	envp[ne] = v_env;
+	envp[ne + 1] = v_root;
+	r = exec_on_host(path, argv, envp, &status, e);
+	if (r < 0)
+		return r;
+	if (status != 0)
+		return ct_fail(e, ECANCELED, "host-cmd exited with %d; not running the command", status);
+	return 0;
+}
+
+int env_adopt_upper(struct store *s, struct env *env, struct ct_err *e)
+{
+	_cleanup_free_ char(*layers)[37] = NULL;
+	_cleanup_free_ char *top = NULL;
+	size_t n = 0;
+	int r = catalog_env_layers(s->cat, env->row.id, &layers, &n, e);
+
+	if (r < 0 || n == 0)
+		return r;
+	top = store_path(s, "layers/%s", layers[n - 1]);
+	if (!top)
+		return ct_fail(e, ENOMEM, "out of memory");
+	if (access(top, F_OK) == 0 || errno != ENOENT)
+		return 0;
+	log_debug("env '%s': its changes become layer %s", env->row.name, layers[n - 1]);
+	if (rename(env->upper, top) < 0) {
+		if (errno != ENOENT)
+			return ct_fail_errno(e, errno, "cannot make '%s' a layer", env->upper);
+		if (mkdir(top, 0755) < 0)
+			return ct_fail_errno(e, errno, "cannot create '%s'", top);
+	}
+	/* a volatile env's writes were never synced: a layer's must be */
+	if (env->row.volatile_ && syncfs(s->dfd) < 0)
+		return ct_fail_errno(e, errno, "cannot sync '%s'", s->path);
+	return 0;
 }

@@ -4,6 +4,7 @@
 #define CTOOL_ENV_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "catalog.h"
 #include "err.h"
@@ -92,8 +93,62 @@ int env_reset(struct store *s, struct env *env, struct ct_err *e);
 /* Remove the env (off) with its folders and row. */
 int env_remove(struct store *s, struct env *env, struct ct_err *e);
 
+/* Finish a commit of the env's changes (env off): when the top layer
+ * the catalog gives the env has no folder yet, its upper becomes that
+ * layer (an empty one when there is no upper). Also run by 'on', so a
+ * commit cut short between the catalog and the rename is finished. */
+int env_adopt_upper(struct store *s, struct env *env, struct ct_err *e);
+
 /* The env's binds: tool.conf's then the recorded -v ones (for info). */
 int env_binds(struct store *s, const struct env *env, struct catalog_bind **ret, size_t *ret_n,
 	      struct ct_err *e);
+
+/* An image's config (catalog_image.config), one directive a line:
+ * "RUN CMD" (the start command, run with /bin/sh -c; the last RUN
+ * counts), "ENV K=V" (set for the service and every run), "VOLUME
+ * /TARGET..." (where the env keeps data that outlives it). Other lines
+ * are skipped, and so are an ENV without '=' and a VOLUME target that is
+ * not absolute or holds "..". */
+struct env_config {
+	char *run;        /* NULL when none */
+	char **envs;      /* "K=V", NULL-terminated */
+	size_t n_envs;
+	char **volumes;   /* cleaned absolute targets, NULL-terminated */
+	size_t n_volumes;
+};
+
+/* Parse text (NULL: empty) into *ret, which env_config_clear frees. */
+int env_config_parse(const char *text, struct env_config *ret, struct ct_err *e);
+void env_config_clear(struct env_config *c);
+
+/* The config the env has: its image's when it was cloned or rebased. */
+int env_config_load(struct store *s, const struct env *env, struct env_config *ret,
+		    struct ct_err *e);
+
+/* The image's ENV as env_on last wrote it to <dir>/image.env (K=V
+ * lines), for 'run' on an env that is on, which reads no catalog: a
+ * NULL-terminated array in one allocation (free it), NULL when there is
+ * none. */
+char **env_image_env(const struct env *env);
+
+/* An env's service (ctool start). Its record, <dir>/service.pid, holds
+ * its pid, that process's start time (/proc/PID/stat) and the boot id,
+ * so that a reused pid is never taken for it; its output is appended to
+ * <dir>/service.log. Both are on the host side, out of the env's sight. */
+#define ENV_SERVICE_RECORD "service.pid"
+#define ENV_SERVICE_LOG "service.log"
+
+/* The pid of the service of the env whose folder is dir while that
+ * process lives, else 0. */
+pid_t env_service_pid(const char *dir);
+/* Record pid as the service of the env whose folder is dir. */
+int env_service_record(const char *dir, pid_t pid, struct ct_err *e);
+/* Drop the record (off, or a service that did not start). */
+void env_service_forget(const char *dir);
+
+/* Run the host-side hook conf/host-cmd, when present, on the host with
+ * CTOOL_ENV and CTOOL_ROOT set and cmd (NULL-terminated) as arguments;
+ * -ECANCELED when it exits non-zero. */
+int env_host_cmd(const struct env *env, char **cmd, struct ct_err *e);
 
 #endif

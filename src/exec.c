@@ -128,6 +128,8 @@ static void __attribute__((noreturn)) child_run(const struct exec_opts *o, char 
 					*e = *h;
 		}
 	}
+	if (o->stdout_fd > 2 && dup2(o->stdout_fd, 1) < 0)
+		child_die(125, "cannot set the command's output", errno);
 	if (chdir(o->root) < 0 || chroot(".") < 0)
 		child_die(125, "cannot enter the env", errno);
 	if (o->user)

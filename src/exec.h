@@ -16,6 +16,7 @@ struct exec_opts {
 	const char *cwd;         /* inside the env, or NULL */
 	char **env;              /* K=V (or K: taken from the host), NULL-terminated */
 	int timeout_ms;          /* exec_in_env: KILL after this long (0: wait forever) */
+	int stdout_fd;           /* the command's stdout when > 2 (else this process's) */
 };
 
 /* Fork, enter the env and exec; wait (up to o->timeout_ms) and return

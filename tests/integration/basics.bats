@@ -12,11 +12,12 @@ load helpers
 	assert_status 0
 	run ctool images
 	assert_status 0
-	[[ ${lines[0]} =~ ^NAME[[:space:]]+LAYERS[[:space:]]+ENVS[[:space:]]+CREATED[[:space:]]+ORIGIN ]] ||
+	[[ ${lines[0]} =~ ^NAME[[:space:]]+LAYERS[[:space:]]+SIZE[[:space:]]+ENVS[[:space:]]+CREATED[[:space:]]+ORIGIN ]] ||
 		fail "bad header: ${lines[0]}"
 	[ "${#lines[@]}" -eq 2 ] || fail "expected header + 1 line:" "$output"
-	read -r name layers envs _ <<<"${lines[1]}"
+	read -r name layers size envs _ <<<"${lines[1]}"
 	[ "$name" = base ] && [ "$layers" = 1 ] && [ "$envs" = 0 ] || fail "bad line: ${lines[1]}"
+	[[ $size =~ ^[0-9.]+[KMG]?$ ]] || fail "bad size: ${lines[1]}"
 	[[ ${lines[1]} == *"$BASE"* ]] || fail "ORIGIN does not name '$BASE': ${lines[1]}"
 	# One layer in the store, holding a copy of the tree.
 	run store_layers
@@ -55,7 +56,7 @@ load helpers
 	ctool clone base e2
 	run ctool images
 	assert_status 0
-	read -r name layers envs _ <<<"${lines[1]}"
+	read -r name layers _ envs _ <<<"${lines[1]}"
 	[ "$name" = base ] && [ "$envs" = 2 ] || fail "bad line: ${lines[1]}"
 }
 
@@ -413,13 +414,20 @@ catalog_file() {
 	base_image
 	ctool clone base e
 	cat=$(catalog_file) || fail "no SQLite catalog in the store"
-	# what a ctool of version 1 wrote: envs without driver_note
-	sqlite3 "$cat" "ALTER TABLE envs DROP COLUMN driver_note; PRAGMA user_version = 1"
+	# what a ctool of version 1 wrote: envs without driver_note, no layer
+	# stacks kept per env, no build-cache columns, no image config
+	sqlite3 "$cat" "DROP INDEX layers_cache_key; ALTER TABLE layers DROP COLUMN cache_key;
+		ALTER TABLE layers DROP COLUMN packages; ALTER TABLE layers DROP COLUMN size;
+		ALTER TABLE images DROP COLUMN config; DROP TABLE env_layers;
+		ALTER TABLE envs DROP COLUMN config; ALTER TABLE envs DROP COLUMN driver_note;
+		PRAGMA user_version = 1"
 	[ "$(sqlite3 "$cat" "PRAGMA user_version")" = 1 ]
 	run ctool list -q
 	assert_status 0
 	[ "$output" = e ] || fail "list:" "$output"
-	[ "$(sqlite3 "$cat" "PRAGMA user_version")" = 2 ] || fail "not migrated"
+	[ "$(sqlite3 "$cat" "PRAGMA user_version")" = 3 ] || fail "not migrated"
+	# the env stands on its image's layers
+	[ "$(sqlite3 "$cat" "SELECT count(*) FROM env_layers")" = 1 ] || fail "no env layers"
 	[ "$(info_get e driver)" = "$(expected_driver)" ]
 	run ctool run e -- /bin/true
 	assert_status 0

@@ -116,7 +116,7 @@ same_tree() {
 	[ -z "$(find "$CTOOL_STORE" -name "*$id*")" ] || fail "left: $(find "$CTOOL_STORE" -name "*$id*")"
 	ctool gc
 	[ -z "$(ls -A "$CTOOL_STORE/trash" 2>/dev/null)" ] || fail "trash not empty after gc"
-	[ "$(ctool images | awk 'NR == 2 { print $3 }')" = 0 ] || fail "image still counts the env"
+	[ "$(ctool images | awk 'NR == 2 { print $4 }')" = 0 ] || fail "image still counts the env"
 }
 
 @test "rm of an env rooted with -d leaves its root as an empty directory" {

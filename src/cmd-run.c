@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cmd.h"
 #include "dispatch.h"
@@ -13,8 +12,6 @@
 #include "util.h"
 
 #define EXIT_RUN_FAIL 125
-
-extern char **environ;
 
 static const char run_usage[] =
 	"usage: ctool run [NAME | -d DIR] [-u USER] [-w DIR] [-e K=V]... [-v HOST:TARGET[:ro]]...\n"
@@ -123,51 +120,12 @@ static bool exists_in_env(const char *path, void *data)
 	return env_has_file(data, path, false);
 }
 
-/* The host-side hook conf/host-cmd, when present, runs on the host with
- * the command as its arguments; only a zero exit lets the run go on. */
-static int run_host_cmd(const struct env *env, char **cmd, struct ct_err *e)
-{
-	_cleanup_free_ char *path = xasprintf("%s/host-cmd", env->conf);
-	_cleanup_free_ char *v_env = xasprintf("CTOOL_ENV=%s", env->row.name);
-	_cleanup_free_ char *v_root = xasprintf("CTOOL_ROOT=%s", env->root);
-	_cleanup_free_ char **argv = NULL, **envp = NULL;
-	size_t n = 0, ne = 0, i;
-	struct stat st;
-	int status, r;
-
-	if (!path || !v_env || !v_root)
-		return ct_fail(e, ENOMEM, "out of memory");
-	if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-		return 0;
-	while (cmd[n])
-		n++;
-	while (environ[ne])
-		ne++;
-	argv = calloc(n + 2, sizeof(*argv));
-	envp = calloc(ne + 3, sizeof(*envp));
-	if (!argv || !envp)
-		return ct_fail(e, ENOMEM, "out of memory");
-	argv[0] = path;
-	for (i = 0; i < n; i++)
-		argv[i + 1] = cmd[i];
-	for (i = 0; i < ne; i++)
-		envp[i] = environ[i];
-	envp[ne] = v_env;
-	envp[ne + 1] = v_root;
-	r = exec_on_host(path, argv, envp, &status, e);
-	if (r < 0)
-		return r;
-	if (status != 0)
-		return ct_fail(e, ECANCELED, "host-cmd exited with %d; not running the command", status);
-	return 0;
-}
-
 int cmd_run(int argc, char **argv, struct cmd_ctx *ctx)
 {
 	struct run_args a = { 0 };
 	struct env *env = NULL;
 	struct ct_err e = { 0 };
-	char **split = NULL, **resolved = NULL, **cmdv;
+	char **split = NULL, **resolved = NULL, **cmdv, **image_env = NULL, **envs = NULL;
 	const char *name = NULL;
 	int lock = -1, r;
 	bool lookup;
@@ -236,7 +194,7 @@ enter:
 			goto fail;
 		cmdv = split;
 	}
-	r = run_host_cmd(env, cmdv, &e);
+	r = env_host_cmd(env, cmdv, &e);
 	if (r < 0)
 		goto fail;
 	{
@@ -248,6 +206,21 @@ enter:
 		if (r < 0)
 			goto fail;
 	}
+	/* the image's ENV, then -e, which overrides it */
+	image_env = env_image_env(env);
+	if (image_env) {
+		size_t n = 0;
+
+		while (image_env[n])
+			n++;
+		envs = calloc(n + a.n_envs + 1, sizeof(*envs));
+		if (!envs) {
+			r = ct_fail(&e, ENOMEM, "out of memory");
+			goto fail;
+		}
+		memcpy(envs, image_env, n * sizeof(*envs));
+		memcpy(envs + n, a.envs, a.n_envs * sizeof(*envs));
+	}
 	{
 		struct exec_opts xo = {
 			.root = env->root,
@@ -255,7 +228,7 @@ enter:
 			.path_lookup = lookup,
 			.user = a.user,
 			.cwd = a.cwd,
-			.env = a.envs,
+			.env = envs ? envs : a.envs,
 		};
 
 		/* the catalog and the env's lock close with the exec */
@@ -266,6 +239,8 @@ enter:
 fail:
 	cmd_fail(&e);
 	(void)close(lock);
+	free(image_env);
+	free(envs);
 	dispatch_free(split);
 	dispatch_free(resolved);
 	free(a.cmd);

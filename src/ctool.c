@@ -42,6 +42,8 @@ static const struct command commands[] = {
 	{ "gc", cmd_gc, NEED_STORE | LAZY_CATALOG, "finish deletions and clean up" },
 	{ "build", cmd_build, NEED_STORE, "build an image from a recipe (Ctoolfile)" },
 	{ "commit", cmd_commit, NEED_STORE, "make an env's changes a layer of a new image" },
+	{ "start", cmd_start, NEED_STORE, "turn an env on and start its service" },
+	{ "logs", cmd_logs, NEED_STORE, "show an env's service log" },
 };
 
 static void usage(FILE *f)

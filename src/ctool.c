@@ -44,6 +44,8 @@ static const struct command commands[] = {
 	{ "commit", cmd_commit, NEED_STORE, "make an env's changes a layer of a new image" },
 	{ "start", cmd_start, NEED_STORE, "turn an env on and start its service" },
 	{ "logs", cmd_logs, NEED_STORE, "show an env's service log" },
+	{ "export", cmd_export, NEED_STORE, "write an env or image to a tar file" },
+	{ "import", cmd_import, NEED_STORE, "make an image from a tar file" },
 };
 
 static void usage(FILE *f)

@@ -66,6 +66,41 @@ layer_ids() {
 	[ -z "$output" ] || [ "$output" = w ]
 }
 
+@test "offline end to end: build, clone, start with a volume, fetch over loopback, off, rebuild" {
+	port=$((20000 + RANDOM % 20000))
+	sed -i "s/127.0.0.1:8089/127.0.0.1:$port/" "$R/Ctoolfile"
+	build web
+	ctool clone web w
+	vol="$BATS_TEST_TMPDIR/vol"
+	mkdir -p "$vol"
+	echo 'from the volume' >"$vol/page.html"
+	run ctool start w -v "$vol:/www/vol"
+	assert_status 0
+	page=""
+	for i in $(seq 50); do
+		page=$(curl -fsS --max-time 2 "http://127.0.0.1:$port/index.html" 2>/dev/null) && break
+		sleep 0.1
+	done
+	[ "$page" = "hello from ctool" ] || fail "got '$page'; log:" "$(ctool logs w)"
+	run curl -fsS --max-time 2 "http://127.0.0.1:$port/vol/page.html"
+	[ "$output" = "from the volume" ] || fail "volume page: $output"
+	[ "$(list_field w 3)" = service ]
+	run ctool off w
+	assert_status 0
+	assert_no_mounts_under "$(env_root w)"
+	[ -z "$(procs_rooted_under "$(env_root w)")" ]
+	! curl -fsS --max-time 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || fail "httpd still answers"
+	# nothing changed: cache hits only; one step changed: it and after
+	run --separate-stderr build web
+	[[ $stderr == *"built 'web': 0 step(s) run, 3 cached"* ]] || fail "$stderr"
+	echo 'note two' >"$R/note.txt"
+	run --separate-stderr build web
+	[[ $stderr == *"built 'web': 1 step(s) run, 2 cached"* ]] || fail "$stderr"
+	# the volume's content outlives the env
+	ctool rm --force w
+	[ "$(cat "$vol/page.html")" = "from the volume" ]
+}
+
 @test "a rebuild with nothing changed runs no step and keeps the layers" {
 	build web
 	before=$(layer_ids)

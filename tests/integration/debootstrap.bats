@@ -75,7 +75,7 @@ created() {
 	assert_status 0
 	line=$(printf '%s\n' "${lines[@]}" | awk '$1 == "deb"')
 	[ -n "$line" ] || fail "no image deb:" "$output"
-	read -r _ layers envs _ <<<"$line"
+	read -r _ layers _ envs _ <<<"$line"
 	[ "$layers" = 1 ] && [ "$envs" = 0 ] || fail "images: $line"
 	[[ $line == *bookworm* ]] || fail "ORIGIN does not say bookworm: $line"
 	layer=$(store_layers)
@@ -160,4 +160,68 @@ created() {
 	[ "$(info_get m driver)" = "$(expected_driver)" ]
 	run ctool rm --force m
 	assert_status 0
+}
+
+@test "pocker's example: build PROOT/PKG nginx/RUN, start with a volume, fetch, rebuild from cache" {
+	created
+	R="$BATS_TEST_TMPDIR/recipe"
+	www="$BATS_TEST_TMPDIR/www"
+	mkdir -p "$R" "$www"
+	echo '<h1>served by ctool</h1>' >"$www/index.html"
+	cat >"$R/Pockerfile" <<'EOF2'
+PROOT
+PKG nginx
+# listen on loopback only, on a port of its own
+EXEC sed -i -e 's/listen 80 default_server;/listen 127.0.0.1:8088 default_server;/' \
+	-e '/listen \[::\]:80/d' /etc/nginx/sites-available/default
+RUN nginx -g 'daemon off;'
+EOF2
+	run --separate-stderr env CTOOL_IMAGE=deb sh -c "cd '$R' && '$CTOOL' build web"
+	assert_status 0
+	[[ $stderr == *"built 'web': 2 step(s) run, 0 cached"* ]] || fail "$stderr"
+	# the PKG layer records what it installed
+	run ctool info web
+	assert_status 0
+	[[ $output == *"nginx="* ]] || fail "no package versions in info:" "$output"
+
+	ctool clone web w
+	run ctool start w -v "$www:/var/www/html"
+	assert_status 0
+	page=""
+	for i in $(seq 50); do
+		page=$(curl -fsS --max-time 2 http://127.0.0.1:8088/ 2>/dev/null) && break
+		sleep 0.2
+	done
+	[ "$page" = '<h1>served by ctool</h1>' ] || fail "got '$page'; log:" "$(ctool logs w)"
+	run ctool off w
+	assert_status 0
+	assert_no_mounts_under "$(env_root w)"
+	! curl -fsS --max-time 2 http://127.0.0.1:8088/ >/dev/null 2>&1 || fail "nginx still answers"
+
+	# nothing changed: cache hits only
+	run --separate-stderr env CTOOL_IMAGE=deb sh -c "cd '$R' && '$CTOOL' build web"
+	assert_status 0
+	[[ $stderr == *"built 'web': 0 step(s) run, 2 cached"* ]] || fail "$stderr"
+	# one step changed: it alone runs again
+	sed -i 's/8088/8089/' "$R/Pockerfile"
+	run --separate-stderr env CTOOL_IMAGE=deb sh -c "cd '$R' && '$CTOOL' build web"
+	assert_status 0
+	[[ $stderr == *"built 'web': 1 step(s) run, 1 cached"* ]] || fail "$stderr"
+	# the volume's content survived the env's rm
+	ctool rm --force w
+	[ -f "$www/index.html" ]
+
+	# the archive moved on (as far as the cache knows): --refresh rebuilds
+	# the PKG step and what follows
+	sqlite3 "$CTOOL_STORE/catalog.db" \
+		"UPDATE layers SET packages = replace(packages, 'nginx=', 'nginx=0.0-old+') WHERE packages LIKE '%nginx=%'"
+	run --separate-stderr env CTOOL_IMAGE=deb sh -c "cd '$R' && '$CTOOL' build --refresh web"
+	assert_status 0
+	[[ $stderr == *"the archive now has nginx="* ]] || fail "$stderr"
+	[[ $stderr == *"built 'web': 2 step(s) run, 0 cached"* ]] || fail "$stderr"
+	# and without a change in the archive, --refresh keeps the cache
+	run --separate-stderr env CTOOL_IMAGE=deb sh -c "cd '$R' && '$CTOOL' build --refresh web"
+	assert_status 0
+	[[ $stderr == *"built 'web': 0 step(s) run, 2 cached"* ]] || fail "$stderr"
+	ctool rmi web
 }

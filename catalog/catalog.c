@@ -1372,9 +1372,12 @@ int catalog_commit(struct catalog *c, const struct catalog_layer *l, const struc
 		r = image_fits(img, e);
 	if (r < 0)
 		return r;
+	/* the caller renames a folder into layers/ once this returns: the
+	 * row must outlive a power loss, or gc would take the folder */
+	(void)sqlite3_exec(c->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	r = tx_begin(c, e);
 	if (r < 0)
-		return r;
+		goto out;
 	r = layer_add_locked(c, l, e);
 	if (r == 0 && img)
 		r = image_add_locked(c, img, true, e);
@@ -1386,7 +1389,10 @@ int catalog_commit(struct catalog *c, const struct catalog_layer *l, const struc
 			    " (SELECT coalesce(max(pos), -1) + 1 FROM env_layers WHERE env = envs.id), ?2"
 			    " FROM envs WHERE name = ?1",
 			    "tt", env_name, l->id);
-	return tx_end(c, r < 0 ? r : 0, e);
+	r = tx_end(c, r < 0 ? r : 0, e);
+out:
+	(void)sqlite3_exec(c->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+	return r;
 }
 
 /* Binds */

@@ -8,6 +8,7 @@
  * env's upper becomes the step's layer, recorded with the key. */
 #include "config.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -18,7 +19,9 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/openat2.h>
 
 #include "cmd.h"
 #include "driver.h"
@@ -41,34 +44,37 @@ static int chown_cb(const char *path, const struct stat *st, int flag, struct FT
 	return lchown(path, 0, 0) < 0 ? -1 : 0;
 }
 
-/* Feed h with the tree at dirfd/name: names in order, types, modes,
- * sizes, contents and link targets (not owners: COPY makes root the
- * owner). */
-static int digest_tree(struct sha256 *h, int dirfd, const char *name, struct ct_err *e)
+/* Feed h with the tree at dirfd/name, rel its path from SRC: each
+ * entry's path, type, mode and size, a file's bytes and a link's target,
+ * in name order (not owners: COPY makes root the owner). buf: a scratch
+ * buffer of DIGEST_BUF bytes. */
+#define DIGEST_BUF 65536
+
+static int digest_tree(struct sha256 *h, int dirfd, const char *name, const char *rel, char *buf,
+		       struct ct_err *e)
 {
 	struct stat st;
-	char buf[65536];
 	ssize_t n;
 
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return ct_fail_errno(e, errno, "cannot read '%s'", name);
-	n = snprintf(buf, sizeof(buf), "%s\n%o %lld\n", name, (unsigned)st.st_mode,
+		return ct_fail_errno(e, errno, "cannot read '%s'", rel);
+	n = snprintf(buf, DIGEST_BUF, "%s%c%o %lld\n", rel, '\0', (unsigned)st.st_mode,
 		     S_ISREG(st.st_mode) ? (long long)st.st_size : 0LL);
 	sha256_update(h, buf, (size_t)n);
 	if (S_ISLNK(st.st_mode)) {
-		n = readlinkat(dirfd, name, buf, sizeof(buf));
+		n = readlinkat(dirfd, name, buf, DIGEST_BUF);
 		if (n < 0)
-			return ct_fail_errno(e, errno, "cannot read '%s'", name);
+			return ct_fail_errno(e, errno, "cannot read '%s'", rel);
 		sha256_update(h, buf, (size_t)n);
 	} else if (S_ISREG(st.st_mode)) {
 		_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
 		if (fd < 0)
-			return ct_fail_errno(e, errno, "cannot read '%s'", name);
-		while ((n = read(fd, buf, sizeof(buf))) > 0)
+			return ct_fail_errno(e, errno, "cannot read '%s'", rel);
+		while ((n = read(fd, buf, DIGEST_BUF)) > 0)
 			sha256_update(h, buf, (size_t)n);
 		if (n < 0)
-			return ct_fail_errno(e, errno, "cannot read '%s'", name);
+			return ct_fail_errno(e, errno, "cannot read '%s'", rel);
 	} else if (S_ISDIR(st.st_mode)) {
 		_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 								     O_CLOEXEC);
@@ -76,23 +82,61 @@ static int digest_tree(struct sha256 *h, int dirfd, const char *name, struct ct_
 		int i, count, r = 0;
 
 		if (fd < 0)
-			return ct_fail_errno(e, errno, "cannot read '%s'", name);
+			return ct_fail_errno(e, errno, "cannot read '%s'", rel);
 		/* scandir wants a path: the fd's own */
-		(void)snprintf(buf, sizeof(buf), "/proc/self/fd/%d", fd);
+		(void)snprintf(buf, DIGEST_BUF, "/proc/self/fd/%d", fd);
 		count = scandir(buf, &list, NULL, alphasort);
 		if (count < 0)
-			return ct_fail_errno(e, errno, "cannot read '%s'", name);
+			return ct_fail_errno(e, errno, "cannot read '%s'", rel);
 		for (i = 0; i < count; i++) {
 			const char *c = list[i]->d_name;
 
-			if (r == 0 && strcmp(c, ".") && strcmp(c, ".."))
-				r = digest_tree(h, fd, c, e);
+			if (r == 0 && strcmp(c, ".") && strcmp(c, "..")) {
+				_cleanup_free_ char *sub = xasprintf("%s/%s", rel, c);
+
+				r = sub ? digest_tree(h, fd, c, sub, buf, e)
+					: ct_fail(e, ENOMEM, "out of memory");
+			}
 			free(list[i]);
 		}
 		free(list);
 		return r;
 	}
 	return 0;
+}
+
+/* The digest of COPY's SRC (in the recipe's folder dir), refused when it
+ * is, or goes through, a symlink: what is copied stays in the folder. */
+static int copy_digest(const char *dir, const char *src, char hex[65], struct ct_err *e)
+{
+	struct open_how how = { .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
+	_cleanup_free_ char *buf = malloc(DIGEST_BUF);
+	struct sha256 *h = NULL;
+	struct stat st;
+	int r;
+
+	if (dfd < 0)
+		return ct_fail_errno(e, errno, "cannot open '%s'", dir);
+	if (!buf)
+		return ct_fail(e, ENOMEM, "out of memory");
+	fd = (int)syscall(SYS_openat2, dfd, src, &how, sizeof(how));
+	if (fd < 0 && (errno == ELOOP || errno == EXDEV))
+		return ct_fail(e, EPERM, "'%s' goes through a symlink", src);
+	if (fd < 0)
+		return ct_fail_errno(e, errno, "cannot read '%s'", src);
+	if (fstat(fd, &st) < 0)
+		return ct_fail_errno(e, errno, "cannot read '%s'", src);
+	if (S_ISLNK(st.st_mode))
+		return ct_fail(e, EPERM, "'%s' is a symlink", src);
+	r = sha256_new(&h, e);
+	if (r == 0)
+		r = digest_tree(h, dfd, src, ".", buf, e);
+	if (r == 0)
+		sha256_hex(h, hex);
+	sha256_free(h);
+	return r;
 }
 
 struct build {
@@ -134,7 +178,7 @@ static void key_next(struct build *b, const char *text, const char *extra)
 static int config_set(struct build *b, const char *prefix, size_t plen, const char *line)
 {
 	size_t len = b->config ? strlen(b->config) : 0, out = 0;
-	char *n = malloc(len + strlen(line) + 2), *p = b->config;
+	char *n = malloc(len + strlen(line) + 3), *p = b->config;
 
 	if (!n)
 		return -ENOMEM;
@@ -178,6 +222,67 @@ static int envv_set(struct build *b, const char *kv)
 	v[b->n_envv] = NULL;
 	b->envv = v;
 	return 0;
+}
+
+/* The value of K in the build's environment so far ("" when unset; PATH
+ * has the env's default). */
+static const char *envv_get(const struct build *b, const char *k, size_t klen)
+{
+	size_t i;
+
+	for (i = 0; i < b->n_envv; i++)
+		if (!strncmp(b->envv[i], k, klen) && b->envv[i][klen] == '=')
+			return b->envv[i] + klen + 1;
+	return klen == 4 && !strncmp(k, "PATH", 4) ? ENV_PATH : "";
+}
+
+/* kv ("K=V") with $NAME and ${NAME} in V replaced by their values so
+ * far, as a Dockerfile's ENV does ("\$" keeps a '$'). malloc'd. */
+static char *envv_expand(const struct build *b, const char *kv)
+{
+	size_t cap = strlen(kv) + 1, n = 0;
+	char *out = malloc(cap);
+	const char *p = kv;
+
+	while (out && *p) {
+		const char *add = p, *name;
+		size_t alen = 1, nlen;
+
+		if (p[0] == '\\' && p[1] == '$') {
+			add = p + 1;
+			p += 2;
+		} else if (p[0] == '$' && (p[1] == '{' || p[1] == '_' || isalpha((unsigned char)p[1])) &&
+			   strchr(kv, '=') < p) {
+			bool brace = p[1] == '{';
+
+			name = p + 1 + brace;
+			nlen = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					    "0123456789_");
+			if (brace && name[nlen] != '}') {
+				p++;
+			} else {
+				add = envv_get(b, name, nlen);
+				alen = strlen(add);
+				p = name + nlen + brace;
+			}
+		} else {
+			p++;
+		}
+		if (n + alen + 1 > cap) {
+			char *grown = realloc(out, cap = 2 * (n + alen + 1));
+
+			if (!grown) {
+				free(out);
+				return NULL;
+			}
+			out = grown;
+		}
+		memcpy(out + n, add, alen);
+		n += alen;
+	}
+	if (out)
+		out[n] = '\0';
+	return out;
 }
 
 /* ENV lines of a config into the build's environment */
@@ -263,14 +368,25 @@ static int build_env(struct build *b, struct ct_err *e)
 static int step_exec(struct build *b, const struct recipe_step *st, char **argv, int out,
 		     struct ct_err *e)
 {
+	_cleanup_free_ char **env = calloc(b->n_envv + 2, sizeof(*env));
 	struct exec_opts o = {
 		.root = b->env->root,
 		.argv = argv,
 		.path_lookup = true,
-		.env = b->envv,
+		.env = env,
 		.stdout_fd = out,
 	};
-	int status = 0, r = exec_in_env(&o, &status, e);
+	int status = 0, r;
+	size_t n = 0;
+
+	if (!env)
+		return ct_fail(e, ENOMEM, "out of memory");
+	/* apt and dpkg ask nothing (the recipe's ENV, after it, may say otherwise) */
+	if (st->op == RECIPE_PKG)
+		env[n++] = (char *)"DEBIAN_FRONTEND=noninteractive";
+	if (b->n_envv)
+		memcpy(env + n, b->envv, b->n_envv * sizeof(*env));
+	r = exec_in_env(&o, &status, e);
 
 	if (r < 0)
 		return r;
@@ -285,7 +401,7 @@ static int dpkg_list(struct build *b, const struct recipe_step *st, char **ret, 
 {
 	char *argv[] = { (char *)"dpkg-query", (char *)"-W", (char *)"-f",
 			 (char *)"${Package}=${Version}\\n", NULL };
-	_cleanup_close_ int fd = memfd_create("ctool-dpkg", 0);
+	_cleanup_close_ int fd = memfd_create("ctool-dpkg", MFD_CLOEXEC);
 	size_t len;
 	int r;
 
@@ -380,7 +496,7 @@ static int pkg_stale(struct build *b, const struct recipe_step *st, const char *
 					   "install" };
 	_cleanup_free_ char **up = pkg_argv(&(struct recipe_step){ 0 }, update, 3);
 	_cleanup_free_ char **argv = pkg_argv(st, sim, 5);
-	_cleanup_close_ int fd = memfd_create("ctool-apt", 0), null = -1;
+	_cleanup_close_ int fd = memfd_create("ctool-apt", MFD_CLOEXEC), null = -1;
 	_cleanup_free_ char *out = NULL;
 	size_t len;
 	char *p;
@@ -399,6 +515,11 @@ static int pkg_stale(struct build *b, const struct recipe_step *st, const char *
 		r = step_exec(b, st, argv, fd, e);
 	if (env_off_build(b, r < 0 ? &(struct ct_err){ 0 } : e) < 0 && r == 0)
 		r = -e->code;
+	/* what apt-get update wrote must not reach the next layer */
+	if (r == 0)
+		r = store_trash(b->s, b->env->upper, e);
+	if (r == 0)
+		r = store_trash(b->s, b->env->work, e);
 	if (r < 0)
 		return r;
 	if (lseek(fd, 0, SEEK_SET) < 0 || read_fd(fd, &out, &len) < 0)
@@ -469,10 +590,17 @@ static int step_run(struct build *b, const struct recipe_step *st, struct catalo
 		case RECIPE_COPY: {
 			char *argv[] = {
 				(char *)"/bin/sh", (char *)"-c",
+				/* a folder's entries go into DST, which keeps its own
+				 * mode and owner when it exists; a file goes into DST
+				 * when DST is a folder or ends in '/', else to DST */
 				(char *)"set -e; s=" COPY_MOUNT "\n"
-					"if [ -d \"$s\" ]; then mkdir -p \"$1\"; cp -a \"$s\"/. \"$1\"/\n"
-					"elif [ -d \"$1\" ]; then cp -a \"$s\" \"$1/$2\"\n"
-					"else mkdir -p \"$(dirname \"$1\")\"; cp -a \"$s\" \"$1\"; fi",
+					"if [ -d \"$s\" ]; then mkdir -p \"$1\"\n"
+					"  for f in \"$s\"/* \"$s\"/.[!.]* \"$s\"/..?*; do\n"
+					"    [ -e \"$f\" ] || [ -L \"$f\" ] || continue; cp -a \"$f\" \"$1\"/; done\n"
+					"else case \"$1\" in */) mkdir -p \"$1\";; esac\n"
+					"  if [ -d \"$1\" ]; then cp -a \"$s\" \"$1/$2\"\n"
+					"  else mkdir -p \"$(dirname \"$1\")\"; cp -a \"$s\" \"$1\"; fi\n"
+					"fi",
 				(char *)"sh", st->words[1], basename(st->words[0]), NULL
 			};
 
@@ -542,11 +670,7 @@ static int step_run(struct build *b, const struct recipe_step *st, struct catalo
 	uuid_new(ret->id);
 	snprintf(ret->origin, sizeof(ret->origin), "%s %.500s", st->name, st->arg);
 	memcpy(ret->cache_key, b->key, sizeof(ret->cache_key));
-	ret->size = tree_bytes(b->env->upper);
-	r = catalog_commit(b->s->cat, ret, NULL, b->env_name, e);
-	if (r == 0)
-		r = env_adopt_upper(b->s, b->env, e);
-	return r;
+	return env_commit(b->s, b->env, ret, NULL, e);
 }
 
 static void step_note(struct build *b, size_t i, const struct recipe_step *st, const char *what)
@@ -575,6 +699,9 @@ static int build_run(struct build *b, struct ct_err *e)
 		if (r == 0 && stack_push(b, base.layers[i]) < 0)
 			r = ct_fail(e, ENOMEM, "out of memory");
 	}
+	/* the base's ENV reaches the steps: its config is part of the key */
+	if (base.config)
+		sha256_update(b->h, base.config, strlen(base.config));
 	sha256_hex(b->h, b->key);
 	if (r == 0 && base.config) {
 		b->config = strdup(base.config);
@@ -597,12 +724,13 @@ static int build_run(struct build *b, struct ct_err *e)
 			continue;
 		case RECIPE_ENV:
 			for (k = 0; r == 0 && k < st->n_words; k++) {
-				_cleanup_free_ char *line = xasprintf("ENV %s", st->words[k]);
+				_cleanup_free_ char *kv = envv_expand(b, st->words[k]);
+				_cleanup_free_ char *line = kv ? xasprintf("ENV %s", kv) : NULL;
 				size_t klen = strcspn(st->words[k], "=");
 				_cleanup_free_ char *pre = xasprintf("ENV %.*s=", (int)klen,
 								     st->words[k]);
 
-				if (!line || !pre || envv_set(b, st->words[k]) < 0 ||
+				if (!line || !pre || envv_set(b, kv) < 0 ||
 				    config_set(b, pre, strlen(pre), line) < 0)
 					r = ct_fail(e, ENOMEM, "out of memory");
 			}
@@ -612,32 +740,24 @@ static int build_run(struct build *b, struct ct_err *e)
 			for (k = 0; r == 0 && k < st->n_words; k++) {
 				_cleanup_free_ char *line = xasprintf("VOLUME %s", st->words[k]);
 
-				if (!line || config_set(b, line, strlen(line) + 1, line) < 0)
+				if (!line || config_set(b, line, strlen(line), line) < 0)
 					r = ct_fail(e, ENOMEM, "out of memory");
 			}
-			key_next(b, text, NULL);
+			/* not in the key: no layer depends on it */
 			continue;
 		case RECIPE_RUN:
 			if (config_set(b, "RUN ", 4, text) < 0)
 				r = ct_fail(e, ENOMEM, "out of memory");
-			key_next(b, text, NULL);
 			continue;
-		case RECIPE_COPY: {
-			struct sha256 *ch = NULL;
-			_cleanup_close_ int dfd = open(b->rcp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		case RECIPE_COPY:
+			r = copy_digest(b->rcp->dir, st->words[0], copy_key, e);
+			if (r < 0) {
+				char why[sizeof(e->msg)];
 
-			if (dfd < 0)
-				return ct_fail_errno(e, errno, "cannot open '%s'", b->rcp->dir);
-			r = sha256_new(&ch, e);
-			if (r == 0)
-				r = digest_tree(ch, dfd, st->words[0], e);
-			if (r == 0)
-				sha256_hex(ch, copy_key);
-			sha256_free(ch);
-			if (r < 0)
-				return ct_fail(e, -r, "%s:%u: COPY: %s", b->rcp->path, st->line, e->msg);
+				snprintf(why, sizeof(why), "%s", e->msg);
+				return ct_fail(e, -r, "%s:%u: COPY: %s", b->rcp->path, st->line, why);
+			}
 			break;
-		}
 		default:
 			break;
 		}
@@ -768,9 +888,10 @@ int cmd_build(int argc, char **argv, struct cmd_ctx *ctx)
 int cmd_commit(int argc, char **argv, struct cmd_ctx *ctx)
 {
 	static const char usage[] = "usage: ctool commit ENV IMAGE\n";
-	struct catalog_image img = { 0 }, src = { 0 };
+	struct catalog_image img = { 0 };
 	struct catalog_layer l = { .size = -1 };
 	_cleanup_free_ char(*layers)[37] = NULL;
+	_cleanup_free_ char *config = NULL;
 	_cleanup_close_ int lock = -1, slock = -1;
 	struct env *env = NULL;
 	struct ct_err e = { 0 };
@@ -793,10 +914,13 @@ int cmd_commit(int argc, char **argv, struct cmd_ctx *ctx)
 			    argv[1], argv[1]);
 	if (r == 0)
 		r = lock_name(ctx->store, "store", "layers", LOCK_SH, &slock, &e);
+	/* a commit cut short before is finished first */
+	if (r == 0)
+		r = env_finish_commit(ctx->store, env, &e);
 	if (r == 0)
 		r = catalog_env_layers(ctx->store->cat, env->row.id, &layers, &n, &e);
 	if (r == 0)
-		r = catalog_image_get(ctx->store->cat, env->row.image, &src, &e);
+		r = catalog_env_config(ctx->store->cat, env->row.id, &config, &e);
 	if (r == 0 && n == 0)
 		r = ct_fail(&e, ENOENT, "env '%s' has no layers", argv[1]);
 	if (r == 0) {
@@ -809,20 +933,14 @@ int cmd_commit(int argc, char **argv, struct cmd_ctx *ctx)
 			uuid_new(l.id);
 			memcpy(layers[n], l.id, sizeof(l.id));
 			snprintf(l.origin, sizeof(l.origin), "commit of %s", argv[1]);
-			l.size = tree_bytes(env->upper);
-			if (l.size < 0)
-				l.size = 0;
 			snprintf(img.name, sizeof(img.name), "%s", argv[2]);
 			snprintf(img.origin, sizeof(img.origin), "commit of %s", argv[1]);
 			img.layers = layers;
 			img.n_layers = n + 1;
-			img.config = src.config;
-			r = catalog_commit(ctx->store->cat, &l, &img, argv[1], &e);
+			img.config = config;
+			r = env_commit(ctx->store, env, &l, &img, &e);
 		}
 	}
-	if (r == 0)
-		r = env_adopt_upper(ctx->store, env, &e);
-	catalog_image_clear(&src);
 	env_free(env);
 	return r < 0 ? cmd_fail(&e) : 0;
 }

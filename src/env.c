@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
@@ -967,7 +968,7 @@ int env_on(struct store *s, struct env *env, const struct env_on_opts *o, struct
 		if (r < 0)
 			goto out;
 	}
-	r = env_adopt_upper(s, env, e);
+	r = env_finish_commit(s, env, e);
 	if (r == 0)
 		r = env_make_dirs(env, true, e);
 	if (r == 0)
@@ -1254,29 +1255,101 @@ int env_host_cmd(const struct env *env, char **cmd, struct ct_err *e)
 	return 0;
 }
 
-int env_adopt_upper(struct store *s, struct env *env, struct ct_err *e)
-{
-	_cleanup_free_ char(*layers)[37] = NULL;
-	_cleanup_free_ char *top = NULL;
-	size_t n = 0;
-	int r = catalog_env_layers(s->cat, env->row.id, &layers, &n, e);
+#define COMMIT_PREFIX "commit-"
 
-	if (r < 0 || n == 0)
-		return r;
-	top = store_path(s, "layers/%s", layers[n - 1]);
-	if (!top)
-		return ct_fail(e, ENOMEM, "out of memory");
-	if (access(top, F_OK) == 0 || errno != ENOENT)
-		return 0;
-	log_debug("env '%s': its changes become layer %s", env->row.name, layers[n - 1]);
-	if (rename(env->upper, top) < 0) {
-		if (errno != ENOENT)
-			return ct_fail_errno(e, errno, "cannot make '%s' a layer", env->upper);
-		if (mkdir(top, 0755) < 0)
-			return ct_fail_errno(e, errno, "cannot create '%s'", top);
+/* <env dir>/commit-<id>: the env's upper, on its way to layers/<id>. */
+static char *commit_path(const struct env *env, const char *id)
+{
+	return xasprintf("%s/" COMMIT_PREFIX "%s", env->dir, id);
+}
+
+int env_finish_commit(struct store *s, struct env *env, struct ct_err *e)
+{
+	_cleanup_close_ int fd = open(env->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : ct_fail_errno(e, errno, "cannot open '%s'", env->dir);
+	d = fdopendir(TAKE_FD(fd));
+	if (!d)
+		return ct_fail_errno(e, errno, "cannot read '%s'", env->dir);
+	while (r == 0 && (de = readdir(d))) {
+		_cleanup_free_ char *pending = NULL, *layer = NULL;
+		struct catalog_layer l;
+		const char *id;
+
+		if (strncmp(de->d_name, COMMIT_PREFIX, strlen(COMMIT_PREFIX)) != 0)
+			continue;
+		id = de->d_name + strlen(COMMIT_PREFIX);
+		pending = commit_path(env, id);
+		layer = store_path(s, "layers/%s", id);
+		if (!pending || !layer) {
+			r = ct_fail(e, ENOMEM, "out of memory");
+			break;
+		}
+		if (catalog_layer_get(s->cat, id, false, &l, e) == 0) {
+			/* the catalog has it: the rename is all that is left */
+			catalog_layer_clear(&l);
+			log_debug("env '%s': its committed changes become layer %s", env->row.name, id);
+			if (rename(pending, layer) < 0)
+				r = ct_fail_errno(e, errno, "cannot make '%s' a layer", pending);
+		} else if (access(env->upper, F_OK) < 0 && errno == ENOENT) {
+			/* cut short before the catalog: the changes go back */
+			log_debug("env '%s': a commit cut short; its changes are kept", env->row.name);
+			if (rename(pending, env->upper) < 0)
+				r = ct_fail_errno(e, errno, "cannot put '%s' back", pending);
+		} else {
+			log_warn("env '%s': '%s' holds changes of a commit cut short; "
+				 "the env has written since, so they are left there",
+				 env->row.name, pending);
+		}
 	}
+	closedir(d);
+	return r;
+}
+
+int env_commit(struct store *s, struct env *env, struct catalog_layer *l,
+	       const struct catalog_image *img, struct ct_err *e)
+{
+	_cleanup_free_ char *pending = NULL, *layer = NULL;
+	int r = env_check_unmounted(env, e);
+
+	if (r == 0 && env->row.volatile_)
+		r = volatile_recover(s, env, e);
+	if (r == 0)
+		r = env_finish_commit(s, env, e);
+	if (r < 0)
+		return r;
+	pending = commit_path(env, l->id);
+	layer = store_path(s, "layers/%s", l->id);
+	if (!pending || !layer)
+		return ct_fail(e, ENOMEM, "out of memory");
+	/* 1. the upper moves aside, inside the env's folder, where only this
+	 * env finishes or undoes it (env_finish_commit) */
+	if (mkdir(env->dir, 0755) < 0 && errno != EEXIST)
+		return ct_fail_errno(e, errno, "cannot create '%s'", env->dir);
+	if (rename(env->upper, pending) < 0) {
+		if (errno != ENOENT)
+			return ct_fail_errno(e, errno, "cannot move '%s'", env->upper);
+		if (mkdir(pending, 0755) < 0)
+			return ct_fail_errno(e, errno, "cannot create '%s'", pending);
+	}
+	l->size = tree_bytes(pending);
 	/* a volatile env's writes were never synced: a layer's must be */
-	if (env->row.volatile_ && syncfs(s->dfd) < 0)
-		return ct_fail_errno(e, errno, "cannot sync '%s'", s->path);
+	if (env->row.volatile_ && syncfs(s->dfd) < 0) {
+		r = ct_fail_errno(e, errno, "cannot sync '%s'", s->path);
+		goto undo;
+	}
+	/* 2. the catalog, durably; 3. the layer's folder */
+	r = catalog_commit(s->cat, l, img, env->row.name, e);
+	if (r < 0)
+		goto undo;
+	if (rename(pending, layer) < 0)
+		return ct_fail_errno(e, errno, "cannot make '%s' a layer", pending);
 	return 0;
+undo:
+	(void)rename(pending, env->upper);
+	return r;
 }

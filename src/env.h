@@ -93,11 +93,15 @@ int env_reset(struct store *s, struct env *env, struct ct_err *e);
 /* Remove the env (off) with its folders and row. */
 int env_remove(struct store *s, struct env *env, struct ct_err *e);
 
-/* Finish a commit of the env's changes (env off): when the top layer
- * the catalog gives the env has no folder yet, its upper becomes that
- * layer (an empty one when there is no upper). Also run by 'on', so a
- * commit cut short between the catalog and the rename is finished. */
-int env_adopt_upper(struct store *s, struct env *env, struct ct_err *e);
+/* Make the env's changes (env off) layer l: its upper is moved, not
+ * copied, so the cost does not grow with the changes. catalog_commit
+ * records l (its size is filled in here), and with img that image, onto
+ * which the env is rebased; without img, l goes on top of the env's
+ * layers. A commit cut short at any point is finished or undone by
+ * env_finish_commit, which 'on' runs: the env loses no change. */
+int env_commit(struct store *s, struct env *env, struct catalog_layer *l,
+	       const struct catalog_image *img, struct ct_err *e);
+int env_finish_commit(struct store *s, struct env *env, struct ct_err *e);
 
 /* The env's binds: tool.conf's then the recorded -v ones (for info). */
 int env_binds(struct store *s, const struct env *env, struct catalog_bind **ret, size_t *ret_n,

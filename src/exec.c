@@ -14,7 +14,6 @@
 
 extern char **environ;
 
-#define ENV_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 static pid_t child_pid;
 

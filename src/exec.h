@@ -8,6 +8,9 @@
 
 #include "err.h"
 
+/* The PATH a command inside an env starts with. */
+#define ENV_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 struct exec_opts {
 	const char *root;        /* the env's root, on */
 	char **argv;             /* NULL-terminated, as dispatch resolved it */

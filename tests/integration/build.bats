@@ -285,18 +285,66 @@ EOF
 	assert_status 2
 }
 
-@test "a commit cut short after the catalog is finished by the next on" {
+@test "a commit cut short is finished, or undone, by the env's next on; no change is lost" {
 	ctool clone base e
 	ctool run e -- sh -c 'echo kept > /kept'
 	ctool off e
 	ctool commit e snap
-	# undo the rename by hand: the catalog has the layer, the dir is gone
+	dir=$(dirname "$(env_upper e)")
+	# cut short after the catalog: the layer's folder still waits in the
+	# env's folder
 	top=$(sqlite3 "$CTOOL_STORE/catalog.db" \
 		"SELECT layer FROM env_layers WHERE env = '$(env_id e)' ORDER BY pos DESC LIMIT 1")
 	rm -rf "$(env_upper e)"
-	mv "$CTOOL_STORE/layers/$top" "$(env_upper e)"
+	mv "$CTOOL_STORE/layers/$top" "$dir/commit-$top"
+	# another env of the image cannot mount it yet
+	ctool clone snap other
+	run ctool on other
+	[ "$status" -ne 0 ]
 	run ctool run e -- cat /kept
 	assert_status 0
 	[ "$output" = kept ]
-	[ -d "$CTOOL_STORE/layers/$top" ]
+	[ -d "$CTOOL_STORE/layers/$top" ] && [ ! -e "$dir/commit-$top" ]
+	run ctool run other -- cat /kept
+	[ "$output" = kept ]
+	# cut short before the catalog: the changes go back to the upper
+	ctool run e -- sh -c 'echo second > /second'
+	ctool off e
+	mv "$(env_upper e)" "$dir/commit-00000000-0000-0000-0000-00000000abcd"
+	run ctool run e -- cat /second
+	assert_status 0
+	[ "$output" = second ]
+	[ ! -e "$dir/commit-00000000-0000-0000-0000-00000000abcd" ]
+}
+
+@test "COPY refuses a SRC that is or goes through a symlink" {
+	ln -s /etc "$R/hostetc"
+	printf 'FROM base\nCOPY hostetc/passwd /x\n' >"$R/Ctoolfile"
+	run --separate-stderr build web
+	assert_status 1
+	[[ $stderr == *"Ctoolfile:2: COPY: 'hostetc/passwd' goes through a symlink"* ]] || fail "$stderr"
+	printf 'FROM base\nCOPY hostetc /x\n' >"$R/Ctoolfile"
+	run --separate-stderr build web
+	assert_status 1
+	[[ $stderr == *"COPY: 'hostetc' "*symlink* ]] || fail "$stderr"
+	[ -z "$(ctool list -q)" ]
+}
+
+@test "COPY keeps DST's own mode; a file goes into a new DST/; ENV expands \$VARS" {
+	mkdir -p "$R/tree/sub"
+	echo a >"$R/tree/sub/a"
+	echo h >"$R/tree/.hidden"
+	chmod 0700 "$R/tree"
+	cat >"$R/Ctoolfile" <<'EOF'
+FROM base
+COPY tree /etc
+COPY note.txt /opt/new/
+ENV BIN=/opt/bin PATH=/opt/bin:$PATH GREETING=${BIN}-x
+EXEC mkdir -p /opt/bin && printf '#!/bin/sh\necho tool\n' > /opt/bin/mytool && chmod +x /opt/bin/mytool && mytool > /ran
+EOF
+	run --separate-stderr build web
+	assert_status 0
+	ctool clone web w
+	run ctool run w -- sh -c 'stat -c %a /etc; cat /etc/sub/a /etc/.hidden /opt/new/note.txt /ran; echo "$GREETING"'
+	[ "$output" = "$(printf '755\na\nh\none file\ntool\n/opt/bin-x')" ] || fail "$output"
 }

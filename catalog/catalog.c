@@ -1133,10 +1133,12 @@ static int env_add_locked(struct catalog *c, const struct catalog_env *env, stru
 		return ct_fail(e, ENOENT, "no image named '%s'", env->image);
 	r = sql_run(c, SQL_WRITE, e,
 		    "INSERT INTO envs (id, name, image, root, driver, volatile, want_on, boot_id,"
-		    " created, driver_note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-		    "tttntbbtit", env->id, env->name, env->image, env->root, env->driver,
+		    " created, driver_note, config) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+		    " coalesce((SELECT config FROM envs WHERE id = ?11),"
+		    " (SELECT config FROM images WHERE name = ?3), ''))",
+		    "tttntbbtitn", env->id, env->name, env->image, env->root, env->driver,
 		    (int)env->volatile_, (int)env->want_on, env->boot_id, created,
-		    env->driver_note);
+		    env->driver_note, env->layers_of);
 	if (r >= 0 && env->layers_of[0])
 		r = sql_run(c, SQL_WRITE, e,
 			    "INSERT INTO env_layers (env, pos, layer)"
@@ -1147,11 +1149,6 @@ static int env_add_locked(struct catalog *c, const struct catalog_env *env, stru
 			    "INSERT INTO env_layers (env, pos, layer)"
 			    " SELECT ?1, pos, layer FROM image_layers WHERE image = ?2",
 			    "tt", env->id, env->image);
-	if (r >= 0)
-		r = sql_run(c, SQL_WRITE, e,
-			    "UPDATE envs SET config = coalesce((SELECT config FROM envs WHERE id = ?2),"
-			    " (SELECT config FROM images WHERE name = ?3), '') WHERE id = ?1",
-			    "tnt", env->id, env->layers_of, env->image);
 	return r < 0 ? r : 0;
 }
 

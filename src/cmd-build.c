@@ -285,22 +285,17 @@ static char *envv_expand(const struct build *b, const char *kv)
 	return out;
 }
 
-/* ENV lines of a config into the build's environment */
-static int envv_from_config(struct build *b)
+/* The ENV of a config (the base image's) into the build's environment. */
+static int envv_from_config(struct build *b, const char *config, struct ct_err *e)
 {
-	const char *p = b->config;
-	int r = 0;
+	struct env_config c = { 0 };
+	size_t i;
+	int r = env_config_parse(config, &c, e);
 
-	while (p && *p && r == 0) {
-		size_t l = strcspn(p, "\n");
-
-		if (l > 4 && !strncmp(p, "ENV ", 4)) {
-			_cleanup_free_ char *kv = strndup(p + 4, l - 4);
-
-			r = kv && strchr(kv, '=') ? envv_set(b, kv) : (kv ? 0 : -ENOMEM);
-		}
-		p += l + (p[l] == '\n');
-	}
+	for (i = 0; r == 0 && i < c.n_envs; i++)
+		if (envv_set(b, c.envs[i]) < 0)
+			r = ct_fail(e, ENOMEM, "out of memory");
+	env_config_clear(&c);
 	return r;
 }
 
@@ -483,7 +478,6 @@ static bool has_line(const char *text, const char *line)
 			return true;
 		p += n;
 	}
-	(void)n;
 	return false;
 }
 
@@ -705,8 +699,7 @@ static int build_run(struct build *b, struct ct_err *e)
 	sha256_hex(b->h, b->key);
 	if (r == 0 && base.config) {
 		b->config = strdup(base.config);
-		if (!b->config || envv_from_config(b) < 0)
-			r = ct_fail(e, ENOMEM, "out of memory");
+		r = b->config ? envv_from_config(b, b->config, e) : ct_fail(e, ENOMEM, "out of memory");
 	}
 	catalog_image_clear(&base);
 	for (i = 0; r == 0 && i < b->rcp->n_steps; i++) {

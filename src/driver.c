@@ -15,6 +15,7 @@
 
 #include "driver.h"
 #include "log.h"
+#include "procs.h"
 #include "util.h"
 
 #ifndef CTOOL_BINDIR
@@ -236,24 +237,11 @@ int driver_fuse_mount(int dirfd, const char *root, const struct overlay_spec *ov
  * which some inits do late. */
 static bool is_daemon(pid_t pid)
 {
-	char path[64], stat[128] = "";
-	_cleanup_close_ int fd = -1;
-	const char *close_paren;
-	ssize_t n;
+	char comm[16], state = 0;
+	unsigned long long start;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, stat, sizeof(stat) - 1);
-	if (n <= 0)
-		return false;
-	stat[n] = '\0';
-	/* "PID (COMM) STATE ..." */
-	close_paren = strrchr(stat, ')');
-	if (!close_paren || close_paren[1] != ' ' || close_paren[2] == 'Z')
-		return false;
-	return strncmp(strchr(stat, '(') ? strchr(stat, '(') + 1 : "", "ctool-overlayfs)", 16) == 0;
+	return procs_stat(pid, comm, &state, &start) == 0 && state != 'Z' &&
+	       strcmp(comm, "ctool-overlayfs") == 0;
 }
 
 void driver_fuse_reap(const char *pidfile)

@@ -1142,32 +1142,6 @@ int env_remove(struct store *s, struct env *env, struct ct_err *e)
 	return store_trash_flush(s, false, e);
 }
 
-/* The state (R, S, Z...) and start time (clock ticks after boot) of
- * process pid, from /proc/PID/stat. */
-static int proc_start_time(pid_t pid, char *ret_state, unsigned long long *ret_start)
-{
-	char path[32], *p, *save = NULL, *f;
-	_cleanup_free_ char *buf = NULL;
-	int i, r;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	r = read_file(path, &buf, NULL);
-	if (r < 0)
-		return r;
-	/* the command name, in parentheses, may hold blanks and ')' */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -EINVAL;
-	/* field 3 (the state) to field 22 (the start time) */
-	for (f = strtok_r(p + 1, " ", &save), i = 3; f && i < 22; f = strtok_r(NULL, " ", &save), i++)
-		if (i == 3)
-			*ret_state = f[0];
-	if (!f)
-		return -EINVAL;
-	*ret_start = strtoull(f, NULL, 10);
-	return 0;
-}
-
 pid_t env_service_pid(const char *dir)
 {
 	_cleanup_free_ char *path = xasprintf("%s/" ENV_SERVICE_RECORD, dir), *text = NULL;
@@ -1182,7 +1156,7 @@ pid_t env_service_pid(const char *dir)
 	boot_id(boot);
 	if (strcmp(boot[0] ? boot : "-", rec_boot) != 0)
 		return 0;
-	if (proc_start_time(pid, &state, &start) < 0 || start != rec_start || state == 'Z' ||
+	if (procs_stat(pid, NULL, &state, &start) < 0 || start != rec_start || state == 'Z' ||
 	    state == 'X' || state == 'x')
 		return 0;
 	return (pid_t)pid;
@@ -1197,7 +1171,7 @@ int env_service_record(const char *dir, pid_t pid, struct ct_err *e)
 
 	if (!path)
 		return ct_fail(e, ENOMEM, "out of memory");
-	r = proc_start_time(pid, &state, &start);
+	r = procs_stat(pid, NULL, &state, &start);
 	if (r < 0)
 		return ct_fail_errno(e, -r, "cannot read the start time of process %d", (int)pid);
 	boot_id(boot);

@@ -152,3 +152,30 @@ char *procs_format(const pid_t *pids, size_t n)
 		snprintf(s + len, cap - len, " ...");
 	return s;
 }
+
+int procs_stat(pid_t pid, char *comm, char *ret_state, unsigned long long *ret_start)
+{
+	char path[32], *open_paren, *p, *save = NULL, *f;
+	_cleanup_free_ char *buf = NULL;
+	int i, r;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	r = read_file(path, &buf, NULL);
+	if (r < 0)
+		return r;
+	/* "PID (COMM) STATE ...": COMM may hold blanks and ')' */
+	open_paren = strchr(buf, '(');
+	p = strrchr(buf, ')');
+	if (!open_paren || !p || p < open_paren)
+		return -EINVAL;
+	if (comm)
+		snprintf(comm, 16, "%.*s", (int)(p - open_paren - 1), open_paren + 1);
+	/* field 3 (the state) to field 22 (the start time) */
+	for (f = strtok_r(p + 1, " ", &save), i = 3; f && i < 22; f = strtok_r(NULL, " ", &save), i++)
+		if (i == 3)
+			*ret_state = f[0];
+	if (!f)
+		return -EINVAL;
+	*ret_start = strtoull(f, NULL, 10);
+	return 0;
+}

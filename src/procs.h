@@ -16,6 +16,11 @@ int procs_under(const char *root, bool holders, pid_t **ret, size_t *ret_n, stru
  * and wait for them to go. Returns how many were signalled. */
 int procs_stop(const char *root, int grace_ms, struct ct_err *e);
 
+/* From /proc/PID/stat: its command name (comm, when not NULL: 16
+ * bytes), its state (R, S, Z...) and its start time (clock ticks after
+ * boot). 0 or -errno. */
+int procs_stat(pid_t pid, char *comm, char *ret_state, unsigned long long *ret_start);
+
 /* "123 456 ..." (at most a few dozen), malloc'd. */
 char *procs_format(const pid_t *pids, size_t n);
 
